@@ -1,0 +1,251 @@
+"""The `kernel` command line: start a worker, list plugins, show the bootstep graph."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from .banner import core_version, render, step_lines
+from .errors import KernelError, UsageError
+from .hints import option_owner
+from .plugins import plugins_from_env
+from .worker import Worker
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# options read before the command line is parsed, because they decide which plugins (and so
+# which further options) exist: long and short spellings -> destination
+_PRESCAN = {
+    "--plugin": "plugin",
+    "-p": "plugin",
+    "--pool": "pool",
+    "-P": "pool",
+    "--set": "set",
+    "-s": "set",
+}
+
+
+def _prescan(args: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {"plugin": [], "pool": [], "set": []}
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            break
+        if arg.startswith("--") and "=" in arg:
+            flag, value = arg.split("=", 1)
+            if flag in _PRESCAN:
+                found[_PRESCAN[flag]].append(value)
+        elif arg in _PRESCAN:
+            following = next(it, None)
+            if following is not None:
+                found[_PRESCAN[arg]].append(following)
+        elif len(arg) > 2 and arg[:2] in _PRESCAN and not arg.startswith("--"):
+            found[_PRESCAN[arg[:2]]].append(arg[2:])
+    return found
+
+
+def parse_assignments(pairs: Sequence[str]) -> dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-s/--set expects KEY=VALUE, got {pair!r}")
+        settings[key.strip()] = value
+    return settings
+
+
+def _common(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "-p",
+            "--plugin",
+            "plugin_args",
+            multiple=True,
+            metavar="NAME",
+            help="Enable a plugin by entry-point name; no:NAME blocks one. Repeatable.",
+        ),
+        click.option(
+            "-s",
+            "--set",
+            "set_args",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Set a setting (checked against the settings plugins declare).",
+        ),
+        click.option(
+            "-P",
+            "--pool",
+            default=None,
+            metavar="NAME",
+            help="Pool that runs tasks: picks plugin pool.NAME.",
+        ),
+        click.option("-n", "--hostname", default=None, help="Node name (%h: this host)."),
+        click.option(
+            "-l",
+            "--loglevel",
+            default="info",
+            show_default=True,
+            type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+class PluginCommand(click.Command):
+    """A command whose options include those of the plugins enabled on its own command line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        base = ctx.meta.setdefault("kernel.base_params", list(self.params))
+        pre = _prescan(args)
+        settings: dict[str, Any] = parse_assignments(pre["set"])
+        if pre["pool"]:
+            settings["worker_pool"] = pre["pool"][-1]
+        worker = Worker(settings=settings, plugins=[*plugins_from_env(), *pre["plugin"]])
+        worker.load_plugins()
+        extra = [
+            param for _, found in worker.pm.call_each("kernel_cli_options") for param in found or ()
+        ]
+        self.params = [*base, *extra]
+        ctx.meta["kernel.worker"] = worker
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            owner = option_owner(worker.pm, exc.option_name)
+            if not owner:
+                raise
+            message = f"{exc.message} (it belongs to plugin {owner!r}: add --plugin {owner})"
+            raise click.NoSuchOption(exc.option_name, message, exc.possibilities, ctx) from None
+
+
+def _worker(ctx: click.Context, hostname: str | None, loglevel: str) -> Worker:
+    """The worker prepared while parsing, with the remaining options applied as settings."""
+    logging.basicConfig(
+        level=loglevel.upper(),
+        stream=sys.stderr,
+        format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+    )
+    worker: Worker = ctx.meta["kernel.worker"]
+    base = {param.name for param in ctx.meta["kernel.base_params"]}
+    for name, value in ctx.params.items():
+        if name in base:
+            continue
+        if ctx.get_parameter_source(name) in (
+            ParameterSource.COMMANDLINE,
+            ParameterSource.ENVIRONMENT,
+        ):
+            worker.settings[name] = value
+    if hostname:
+        worker.settings["worker_hostname"] = hostname
+    return worker.build()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(core_version(), prog_name="taskkernel")
+def cli() -> None:
+    """taskkernel: a distributed task queue whose every capability is a plugin."""
+
+
+@cli.command(cls=PluginCommand)
+@_common
+@click.pass_context
+def start(ctx: click.Context, /, hostname: str | None, loglevel: str, **_: Any) -> int:
+    """Start a worker: SIGTERM/SIGINT stop it warmly, a second one or SIGQUIT coldly."""
+    worker = _worker(ctx, hostname, loglevel)
+    click.echo(render(worker))
+    sys.stdout.flush()
+    return worker.run()
+
+
+@cli.command(cls=PluginCommand)
+@_common
+@click.option("--dot", is_flag=True, help="Print the graph in Graphviz DOT.")
+@click.pass_context
+def graph(ctx: click.Context, /, hostname: str | None, loglevel: str, dot: bool, **_: Any) -> int:
+    """Show the order the worker's steps start in (they stop in reverse)."""
+    worker = _worker(ctx, hostname, loglevel)
+    assert worker.boot is not None
+    if dot:
+        click.echo(worker.boot.to_dot())
+    else:
+        click.echo("Steps in start order (stop runs in reverse):")
+        for line in step_lines(worker) or ["(no steps)"]:
+            click.echo("  " + line)
+    return 0
+
+
+@cli.command(cls=PluginCommand)
+@_common
+@click.pass_context
+def plugins(ctx: click.Context, /, hostname: str | None, loglevel: str, **_: Any) -> int:
+    """List installed plugins: enabled or not, distribution, version, steps and hooks."""
+    worker: Worker = ctx.meta["kernel.worker"]
+    pm = worker.pm
+    names = sorted({*pm.installed, *(name for name, _ in pm.enabled())})
+    if not names:
+        click.echo("No plugins installed.")
+    for name in names:
+        plugin = pm.get_plugin(name)
+        origin = pm.origin(name)
+        state = (
+            "blocked" if pm.is_blocked(name) else "enabled" if plugin is not None else "installed"
+        )
+        dist = f"{origin.distribution} {origin.version}" if origin else "(registered directly)"
+        click.echo(f"{name:<20} {state:<9}  {dist}")
+        for line in _describe_plugin(worker, name):
+            click.echo(f"    {line}")
+    return 0
+
+
+def _describe_plugin(worker: Worker, name: str) -> list[str]:
+    from .graph import StepSpec
+    from .plugins import PluginManager
+
+    pm = worker.pm
+    plugin = pm.get_plugin(name)
+    if plugin is None:
+        if pm.is_blocked(name):
+            return []
+        pm = PluginManager(discover=False)
+        try:
+            pm.add(worker.pm.installed[name].load(), name)
+        except KernelError as exc:
+            return [f"cannot load: {exc}"]
+        plugin = pm.get_plugin(name)
+    lines = []
+    for owner, classes in pm.call_each("kernel_steps"):
+        if owner != name:
+            continue
+        for cls in classes or ():
+            spec = StepSpec.of(cls, name)
+            roles = f" provides {', '.join(spec.provides)}" if spec.provides else ""
+            needs = f" requires {', '.join(spec.requires)}" if spec.requires else ""
+            lines.append(f"step {spec.name}:{roles}{needs}".rstrip(":"))
+    hooks = pm.hooks_of(plugin)
+    lines.append("hooks: " + (", ".join(hooks) or "(none)"))
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: usage mistakes print one line and exit 2, without a traceback."""
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="kernel", standalone_mode=False
+        )
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else 0)

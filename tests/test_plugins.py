@@ -1,0 +1,166 @@
+"""The plugin manager: the hook contract is enforced, installed is not enabled, blocking works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import attrs
+import pytest
+
+from kernel import PluginError, PluginManager, Step, Worker, hookimpl
+from kernel.plugins import split_plugin_args
+
+
+def test_unmarked_misspelled_hook_names_plugin_and_hook() -> None:
+    plugin = SimpleNamespace(kernel_step=lambda: [])
+    with pytest.raises(PluginError) as info:
+        PluginManager(discover=False).add(plugin, "sloppy")
+    assert str(info.value) == (
+        "plugin 'sloppy' implements unknown hook 'kernel_step'; did you mean 'kernel_steps'?"
+    )
+
+
+def test_marked_misspelled_hook_is_reported_too() -> None:
+    class Plugin:
+        @hookimpl
+        def kernel_worker_redy(self) -> None: ...
+
+    with pytest.raises(
+        PluginError,
+        match="plugin 'p' implements unknown hook 'kernel_worker_redy'; "
+        "did you mean 'kernel_worker_ready'",
+    ):
+        PluginManager(discover=False).add(Plugin(), "p")
+
+
+def test_hook_with_an_argument_the_spec_lacks_is_refused() -> None:
+    class Plugin:
+        @hookimpl
+        def kernel_worker_ready(self, worker: Any, colour: str) -> None: ...
+
+    with pytest.raises(PluginError) as info:
+        PluginManager(discover=False).add(Plugin(), "p")
+    message = str(info.value)
+    assert "plugin 'p'" in message and "kernel_worker_ready" in message and "colour" in message
+    assert "\n" not in message
+
+
+def test_unmarked_hook_functions_are_called() -> None:
+    calls = []
+    pm = PluginManager(discover=False)
+    pm.add(SimpleNamespace(kernel_worker_ready=lambda worker: calls.append(worker)), "plain")
+    pm.hook.kernel_worker_ready(worker="w")
+    assert calls == ["w"]
+
+
+def test_unknown_plugin_name_suggests_the_known_one() -> None:
+    pm = PluginManager(discover=False)
+    with pytest.raises(
+        PluginError,
+        match="plugin 'ratelimit' is not installed; install it "
+        "with: pip install taskkernel-ratelimit",
+    ):
+        pm.enable("ratelimit")
+    with pytest.raises(PluginError, match="did you mean 'autoscale'"):
+        pm.enable("autoscal")
+
+
+def test_split_plugin_args() -> None:
+    assert split_plugin_args(["a,b", "no:c", " a ", "", "d"]) == (["a", "b", "d"], ["c"])
+
+
+def test_kernel_steps_must_return_step_classes(make_worker: Any) -> None:
+    class Plugin:
+        plugin_name = "odd"
+
+        @hookimpl
+        def kernel_steps(self) -> list[Any]:
+            return [object]
+
+    with pytest.raises(
+        PluginError, match=r"plugin 'odd': kernel_steps returned .*not a kernel\.bootsteps\.Step"
+    ):
+        make_worker(Plugin())
+
+
+def test_step_without_a_name_is_refused(make_worker: Any) -> None:
+    @attrs.define
+    class Nameless(Step):
+        pass
+
+    class Plugin:
+        plugin_name = "anon"
+
+        @hookimpl
+        def kernel_steps(self) -> list[Any]:
+            return [Nameless]
+
+    with pytest.raises(PluginError, match=r"plugin 'anon': step class .*Nameless has no name"):
+        make_worker(Plugin())
+
+
+# -- with a real installed distribution --------------------------------------------------------
+
+
+@pytest.fixture
+def hello_installed(hello_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(hello_site))
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_installed_is_not_enabled() -> None:
+    worker = Worker().build()
+    assert "hello" in worker.pm.installed
+    assert worker.pm.get_plugin("hello") is None
+    assert worker.steps == []
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_enabled_by_name_from_the_argument_or_the_plugins_setting() -> None:
+    by_arg = Worker(plugins=["hello"]).build()
+    by_setting = Worker(settings={"plugins": "hello"}).build()
+    for worker in (by_arg, by_setting):
+        assert [step.name for step in worker.steps] == ["clock", "announcer"]
+        origin = worker.pm.origin("hello")
+        assert origin is not None
+        assert (origin.distribution, origin.version) == ("kernel-hello-step", "1.0.0")
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_blocked_plugin_cannot_be_enabled() -> None:
+    with pytest.raises(PluginError, match="plugin 'hello' is blocked"):
+        Worker(plugins=["hello", "no:hello"]).build()
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_setting_of_a_disabled_plugin_says_which_plugin() -> None:
+    with pytest.raises(
+        Exception,
+        match="setting 'hello_greeting': unknown setting; it belongs to "
+        "plugin 'hello'; enable it with --plugin hello",
+    ):
+        Worker(settings={"hello_greeting": "hi"}).build()
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_missing_step_names_the_installed_plugin_providing_it() -> None:
+    @attrs.define
+    class NeedsTime(Step):
+        name = "needs-time"
+        requires = ("time",)
+
+    class Plugin:
+        plugin_name = "mine"
+
+        @hookimpl
+        def kernel_steps(self) -> list[Any]:
+            return [NeedsTime]
+
+    with pytest.raises(
+        Exception,
+        match="step 'needs-time' requires 'time', which no enabled plugin "
+        "provides; enable plugin 'hello' with --plugin hello",
+    ):
+        Worker(plugins=[Plugin()]).build()
