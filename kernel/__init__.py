@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from .app import App
 from .bootsteps import ServiceKey, Services, Step
+from .canvas import Signature
 from .errors import (
     ConfigError,
     CycleError,
@@ -16,24 +18,33 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .plugins import PluginManager
+from .protocol import Request
+from .results import AsyncResult, EagerResult
 from .settings import Setting, Settings, setting
+from .task import Task
 from .worker import Worker
 
 __all__ = [
+    "App",
+    "AsyncResult",
     "ConfigError",
     "CycleError",
     "DuplicateProviderError",
+    "EagerResult",
     "GraphError",
     "KernelError",
     "MissingRoleError",
     "PluginError",
     "PluginManager",
+    "Request",
     "ServiceKey",
     "Services",
     "Setting",
     "Settings",
+    "Signature",
     "Step",
     "StepStartError",
+    "Task",
     "UsageError",
     "Worker",
     "hookimpl",

@@ -1,11 +1,120 @@
-"""Settings the core itself declares (plugins declare theirs on their bootsteps)."""
+"""Settings the core declares, with Celery's names where the concept is the same."""
 
 from __future__ import annotations
 
-from .settings import Setting, optional, to_str, to_str_list
+from datetime import timedelta
+from typing import Any
 
+from .settings import (
+    Setting,
+    identity,
+    one_of,
+    optional,
+    to_bool,
+    to_dict,
+    to_float,
+    to_int,
+    to_str,
+    to_str_list,
+)
+
+
+def to_seconds(value: Any) -> float:
+    """Seconds, from a number, a timedelta or text."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return to_float(value)
+
+
+def to_priority(value: Any) -> int:
+    number = to_int(value)
+    if not 0 <= number <= 255:
+        raise ValueError(f"expected a priority from 0 to 255, got {value!r}")
+    return number
+
+
+def to_delivery_mode(value: Any) -> int:
+    named = {"persistent": 2, "transient": 1}
+    if isinstance(value, str) and value.lower() in named:
+        return named[value.lower()]
+    number = to_int(value)
+    if number not in (1, 2):
+        raise ValueError(f"expected 1, 2, 'transient' or 'persistent', got {value!r}")
+    return number
+
+
+def to_routes(value: Any) -> Any:
+    """`task_routes`: a mapping, a callable, or a list of them (as Celery takes it)."""
+    if value is None or isinstance(value, dict) or callable(value):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, dict) or callable(v) for v in value):
+        return list(value)
+    raise ValueError(f"expected a mapping, a function or a list of them, got {value!r}")
+
+
+SERIALIZERS = ("json", "msgpack", "yaml", "pickle")
+COMPRESSIONS = ("zlib", "bzip2", "gzip", "lzma", "brotli", "zstd")
+
+_s = Setting
 CORE_SETTINGS: tuple[Setting, ...] = (
-    Setting("plugins", [], to_str_list, "plugins to enable by entry-point name; no:NAME blocks"),
-    Setting("worker_pool", None, optional(to_str), "the pool to run tasks in: pool.<name>"),
-    Setting("worker_hostname", None, optional(to_str), "node name; %h is this host's name"),
+    # composition
+    _s("plugins", [], to_str_list, "plugins to enable by entry-point name; no:NAME blocks"),
+    _s("imports", [], to_str_list, "modules the worker imports at start (where tasks live)"),
+    _s("include", [], to_str_list, "more modules the worker imports at start"),
+    # broker and backend
+    _s("broker_url", None, optional(to_str), "broker URL (default: the embedded broker)"),
+    _s("broker_transport_options", {}, to_dict, "options for the broker transport"),
+    _s("broker_connection_retry", True, to_bool, "retry connecting and publishing"),
+    _s("broker_connection_max_retries", 100, optional(to_int), "give up after this many tries"),
+    _s("broker_connection_timeout", 4.0, to_seconds, "seconds to wait for a connection"),
+    _s("result_backend", None, optional(to_str), "result backend URL (default: embedded)"),
+    _s("result_backend_transport_options", {}, to_dict, "options for the result backend"),
+    _s("result_expires", 86400.0, optional(to_seconds), "seconds results are kept"),
+    _s("result_extended", False, to_bool, "store name, args, kwargs, worker, queue too"),
+    _s("result_serializer", "json", one_of(*SERIALIZERS), "how results are serialized"),
+    _s("result_accept_content", None, optional(to_str_list), "result content types accepted"),
+    # messages
+    _s("task_serializer", "json", one_of(*SERIALIZERS), "how task messages are serialized"),
+    _s("accept_content", ["json"], to_str_list, "content types a worker accepts"),
+    _s("task_compression", None, optional(one_of(*COMPRESSIONS)), "compress task messages"),
+    _s("task_protocol", 2, to_int, "message protocol sent (2; 1 is accepted on input)"),
+    _s("task_default_queue", "celery", to_str, "queue for tasks with no route"),
+    _s("task_default_priority", None, optional(to_priority), "priority when none is given"),
+    _s("task_default_delivery_mode", 2, to_delivery_mode, "1 transient, 2 persistent"),
+    _s("task_routes", None, to_routes, "task name (or glob) -> queue"),
+    _s("task_create_missing_queues", True, to_bool, "declare queues named by routes"),
+    _s("task_publish_retry", True, to_bool, "retry publishing while the broker is down"),
+    _s(
+        "task_publish_retry_policy",
+        {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        to_dict,
+        "retry policy for publishing",
+    ),
+    # task behaviour
+    _s("task_acks_late", False, to_bool, "acknowledge after the task ran, not before"),
+    _s("task_acks_on_failure_or_timeout", True, to_bool, "ack failed late-ack tasks"),
+    _s("task_reject_on_worker_lost", None, optional(to_bool), "redeliver if the worker dies"),
+    _s("task_ignore_result", False, to_bool, "store no results by default"),
+    _s("task_store_errors_even_if_ignored", False, to_bool, "store failures of ignore_result"),
+    _s("task_track_started", False, to_bool, "store STARTED when a task begins"),
+    _s("task_always_eager", False, to_bool, "run tasks in the caller, not on a worker"),
+    _s("task_eager_propagates", False, to_bool, "apply() re-raises task exceptions"),
+    _s(
+        "task_time_limit", None, optional(to_seconds), "hard time limit (needs a pool honouring it)"
+    ),
+    _s("task_soft_time_limit", None, optional(to_seconds), "soft time limit"),
+    _s("task_default_rate_limit", None, identity, "rate limit for every task (plugin ratelimit)"),
+    _s("enable_utc", True, to_bool, "times in UTC"),
+    _s("timezone", "UTC", to_str, "the app's time zone"),
+    # worker
+    _s("worker_pool", None, optional(to_str), "the pool to run tasks in: pool.<name>"),
+    _s("worker_concurrency", None, optional(to_int), "pool slots (default: number of CPUs)"),
+    _s("worker_prefetch_multiplier", 4, to_int, "messages held per pool slot (0: unlimited)"),
+    _s("worker_hostname", None, optional(to_str), "node name; %h is this host's name"),
+    _s(
+        "worker_queues",
+        None,
+        optional(to_str_list),
+        "queues to consume (default: the default queue)",
+    ),
 )

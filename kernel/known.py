@@ -32,3 +32,28 @@ def distribution_for(name: str) -> str | None:
 
 def known_providers(role: str) -> list[str]:
     return sorted(name for name in KNOWN_PLUGINS if name.startswith(role + "."))
+
+
+# URL scheme -> plugin, where the name is not simply "<role>.<scheme>"
+BROKER_SCHEMES = {
+    "rediss": "broker.redis",
+    "sentinel": "broker.redis",
+    "amqps": "broker.amqp",
+    "pyamqp": "broker.amqp",
+}
+BACKEND_SCHEMES = {"rediss": "backend.redis", "sentinel": "backend.redis", "db": "backend.database"}
+
+
+def _plugin_for(url: str, role: str, table: dict[str, str]) -> str:
+    first = url.split(";", 1)[0].strip()  # several URLs fail over; the first picks the plugin
+    scheme = first.split("://", 1)[0].lower()
+    base = scheme.split("+", 1)[0]  # db+postgresql -> db
+    return table.get(scheme) or table.get(base) or f"{role}.{base}"
+
+
+def broker_plugin_for(url: str) -> str:
+    return _plugin_for(url, "broker", BROKER_SCHEMES)
+
+
+def backend_plugin_for(url: str) -> str:
+    return _plugin_for(url, "backend", BACKEND_SCHEMES)

@@ -1,0 +1,411 @@
+"""The app: configuration, the task registry, sending tasks and reading results."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import os
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import ModuleType
+from typing import Any, TypeVar, overload
+
+from .canvas import as_signature_list
+from .defaults import CORE_SETTINGS
+from .errors import PluginError
+from .known import backend_plugin_for, broker_plugin_for
+from .plugins import PluginManager
+from .protocol import Request, encode_body, task_message, utcnow
+from .results import AsyncResult
+from .roles import Broker, ResultBackend
+from .settings import Settings
+from .task import Task as TaskBase
+from .task import new_id
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_BROKER = "embedded://"
+SEND_OPTIONS = frozenset(
+    {
+        "task_id",
+        "countdown",
+        "eta",
+        "expires",
+        "queue",
+        "routing_key",
+        "exchange",
+        "priority",
+        "headers",
+        "link",
+        "link_error",
+        "ignore_result",
+        "time_limit",
+        "soft_time_limit",
+        "serializer",
+        "compression",
+        "shadow",
+        "retries",
+        "chain",
+        "chord",
+        "group_id",
+        "group_index",
+        "parent_id",
+        "root_id",
+        "reply_to",
+        "stamps",
+        "retry",
+        "retry_policy",
+        "add_to_parent",
+        "origin",
+        "delivery_mode",
+        "exchange_type",
+    }
+)
+
+
+class App:
+    """Configuration plus tasks. ``App("proj", broker=URL, backend=URL, **settings)``.
+
+    With no broker URL the embedded broker (a file under ``.taskkernel/``) is used, and with
+    it the embedded result backend; with another broker and no backend, results are disabled.
+    """
+
+    Task: type[TaskBase] = TaskBase
+
+    def __init__(
+        self,
+        main: str | None = None,
+        *,
+        broker: str | None = None,
+        backend: str | None = None,
+        config_source: Any = None,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.conf = Settings()
+        self.conf.declare(CORE_SETTINGS)
+        if config_source is not None:
+            self.config_from_object(config_source)
+        for key, value in settings.items():
+            self.conf[key] = value
+        if broker is not None:
+            self.conf.broker_url = broker
+        if backend is not None:
+            self.conf.result_backend = backend
+        self.tasks: dict[str, TaskBase] = {}
+        self._lock = threading.RLock()
+        self._pm: PluginManager | None = None
+        self._broker: Broker | None = None
+        self._backend: ResultBackend | None = None
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"<App {self.main or '__main__'}: {len(self.tasks)} tasks>"
+
+    # -- configuration ---------------------------------------------------------------------
+    def config_from_object(self, obj: Any) -> None:
+        """Load settings from a mapping, an object, a module, or a module's dotted name."""
+        if isinstance(obj, str):
+            obj = importlib.import_module(obj)
+        if isinstance(obj, Mapping):
+            items = dict(obj)
+        else:
+            items = {
+                name: getattr(obj, name)
+                for name in dir(obj)
+                if re.fullmatch(r"[a-z][a-z0-9_]*", name)
+                and not isinstance(getattr(obj, name), ModuleType)
+                and not (
+                    isinstance(obj, ModuleType) and _is_imported_callable(obj, getattr(obj, name))
+                )
+            }
+        for key, value in items.items():
+            self.conf[key] = value
+
+    @property
+    def broker_url(self) -> str:
+        return str(self.conf.broker_url or DEFAULT_BROKER)
+
+    @property
+    def backend_url(self) -> str | None:
+        """The result backend URL: the embedded one only if the broker is embedded too."""
+        if self.conf.result_backend:
+            return str(self.conf.result_backend)
+        return "embedded://" if broker_plugin_for(self.broker_url) == "broker.embedded" else None
+
+    # -- tasks -------------------------------------------------------------------------------
+    @overload
+    def task(self, fun: F) -> TaskBase: ...
+
+    @overload
+    def task(self, **options: Any) -> Callable[[F], TaskBase]: ...
+
+    def task(self, fun: Any = None, **options: Any) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True)``."""
+        if fun is not None and callable(fun) and not options:
+            return self._register(fun, {})
+
+        def decorate(function: F) -> TaskBase:
+            return self._register(function, options)
+
+        return decorate
+
+    def _register(self, fun: Callable[..., Any], options: dict[str, Any]) -> TaskBase:
+        base = options.pop("base", None) or self.Task
+        unknown = set(options) - base.OPTIONS
+        if unknown:
+            raise TypeError(
+                f"unknown task option(s) {', '.join(sorted(unknown))}; "
+                f"accepted: {', '.join(sorted(base.OPTIONS))}"
+            )
+        if "rate_limit" in options and options["rate_limit"] is not None:
+            options["rate_limit"] = _checked_rate(options["rate_limit"])
+        name = options.pop("name", None) or self._task_name(fun)
+        bind = options.get("bind", base.bind)
+        attrs = {
+            "name": name,
+            "app": self,
+            "run": fun if bind else staticmethod(fun),
+            "__module__": fun.__module__,
+            "__doc__": fun.__doc__,
+            "__qualname__": getattr(fun, "__qualname__", name),
+            "__wrapped__": fun,
+            **options,
+        }
+        for key in ("autoretry_for", "dont_autoretry_for"):
+            if key in attrs:
+                attrs[key] = tuple(attrs[key])
+        cls = type(fun.__name__, (base,), attrs)
+        task: TaskBase = cls()
+        self.tasks[name] = task
+        return task
+
+    def _task_name(self, fun: Callable[..., Any]) -> str:
+        module = fun.__module__
+        if module == "__main__" and self.main:
+            module = self.main
+        return f"{module}.{fun.__name__}"
+
+    # -- plugins, broker, backend ---------------------------------------------------------
+    @property
+    def pm(self) -> PluginManager:
+        """This app's own plugin manager: the broker and backend plugins its URLs pick."""
+        with self._lock:
+            if self._pm is None:
+                pm = PluginManager()
+                pm.enable(broker_plugin_for(self.broker_url))
+                backend_url = self.backend_url
+                if backend_url:
+                    pm.enable(backend_plugin_for(backend_url))
+                self._pm = pm
+            return self._pm
+
+    @property
+    def broker(self) -> Broker:
+        with self._lock:
+            if self._broker is None:
+                self._broker = self.open_broker(self.pm)
+            return self._broker
+
+    def open_broker(self, pm: PluginManager) -> Broker:
+        url = self.broker_url
+        broker = pm.hook.kernel_broker(url=url, app=self)
+        if broker is None:
+            raise PluginError(f"no enabled plugin handles broker URL {_scheme(url)}://")
+        return broker  # type: ignore[no-any-return]
+
+    @property
+    def backend(self) -> ResultBackend:
+        with self._lock:
+            if self._backend is None:
+                self._backend = self.open_backend(self.pm)
+            return self._backend
+
+    def open_backend(self, pm: PluginManager) -> ResultBackend:
+        url = self.backend_url
+        if url is None:
+            from .backend import DisabledBackend
+
+            return DisabledBackend()
+        backend = pm.hook.kernel_result_backend(url=url, app=self)
+        if backend is None:
+            raise PluginError(f"no enabled plugin handles result backend URL {_scheme(url)}://")
+        return backend  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        with self._lock:
+            for thing in (self._broker, self._backend):
+                if thing is not None:
+                    thing.close()
+            self._broker = self._backend = None
+
+    # -- sending --------------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        """`gen<pid>@<host>`, as Celery clients name themselves (the pid changes after a fork)."""
+        return f"gen{os.getpid()}@{socket.gethostname()}"
+
+    @property
+    def oid(self) -> str:
+        """This client's id, used as `reply_to` (uuid3 of node, process, thread and app)."""
+        key = (os.getpid(), threading.get_ident())
+        cached = getattr(self._local, "oid", None)
+        if cached is None or cached[0] != key:
+            node = f"{uuid.getnode()}-{key[0]}-{key[1]}-{id(self)}"
+            cached = self._local.oid = (key, str(uuid.uuid3(uuid.NAMESPACE_OID, node)))
+        return cached[1]
+
+    def push_current(self, request: Request) -> None:
+        stack = getattr(self._local, "current", None)
+        if stack is None:
+            stack = self._local.current = []
+        stack.append(request)
+
+    def pop_current(self) -> None:
+        self._local.current.pop()
+
+    def current_request(self) -> Request | None:
+        """The request this thread is running, so tasks it sends record their parent."""
+        stack = getattr(self._local, "current", None)
+        return stack[-1] if stack else None
+
+    def route(
+        self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], queue: str | None = None
+    ) -> dict[str, Any]:
+        """Where a task goes: `queue`, else `task_routes`, the task's queue, the default queue."""
+        if queue is not None:
+            return {"queue": queue}
+        for router in _routers(self.conf.task_routes):
+            found = router(name, args, kwargs) if callable(router) else _match(router, name)
+            if found:
+                return {"queue": found} if isinstance(found, str) else dict(found)
+        task = self.tasks.get(name)
+        if task is not None and task.queue:
+            return {"queue": task.queue}
+        return {"queue": self.conf.task_default_queue}
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send a task by name (it need not be registered here); return its AsyncResult."""
+        unknown = set(options) - SEND_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {', '.join(sorted(unknown))}; "
+                f"accepted: {', '.join(sorted(SEND_OPTIONS))}"
+            )
+        args, kwargs = list(args or ()), dict(kwargs or {})
+        task_id = options.get("task_id") or new_id()
+        now = utcnow()
+        eta = options.get("eta")
+        if options.get("countdown") is not None:
+            eta = now + timedelta(seconds=float(options["countdown"]))
+        expires = options.get("expires")
+        if expires is not None and not isinstance(expires, datetime):
+            expires = now + timedelta(seconds=float(expires))
+        route = self.route(name, args, kwargs, options.get("queue"))
+        queue = route.get("queue") or self.conf.task_default_queue
+        exchange = options.get("exchange") or route.get("exchange") or ""
+        routing_key = options.get("routing_key") or route.get("routing_key") or queue
+        priority = options.get("priority", route.get("priority"))
+        if priority is None:
+            priority = self.conf.task_default_priority
+        parent = self.current_request()
+        parent_id = options.get("parent_id") or (parent.id if parent else None)
+        root_id = options.get("root_id") or (parent.root_id if parent else None)
+        headers, properties, body = task_message(
+            task_id=task_id,
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            origin=options.get("origin") or self.origin,
+            eta=eta,
+            expires=expires,
+            retries=options.get("retries") or 0,
+            timelimit=(options.get("time_limit"), options.get("soft_time_limit")),
+            root_id=root_id,
+            parent_id=parent_id,
+            group=options.get("group_id"),
+            group_index=options.get("group_index"),
+            shadow=options.get("shadow"),
+            ignore_result=options.get("ignore_result"),
+            callbacks=as_signature_list(options.get("link"), self),
+            errbacks=as_signature_list(options.get("link_error"), self),
+            chain=options.get("chain"),
+            chord=options.get("chord"),
+            reply_to=options.get("reply_to") or self.oid,
+            priority=priority,
+            stamps=options.get("stamps"),
+            extra_headers=options.get("headers"),
+            delivery_mode=options.get("delivery_mode") or self.conf.task_default_delivery_mode,
+        )
+        serializer = options.get("serializer") or self.conf.task_serializer
+        raw, content_type, encoding, extra = encode_body(
+            body, serializer, options.get("compression") or self.conf.task_compression
+        )
+        headers.update(extra)
+        declare = [queue] if self.conf.task_create_missing_queues and not exchange else []
+        self.broker.publish(
+            raw,
+            routing_key=routing_key,
+            exchange=exchange,
+            headers=headers,
+            properties=properties,
+            content_type=content_type,
+            content_encoding=encoding,
+            declare=declare,
+        )
+        return AsyncResult(task_id, self)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:
+        return AsyncResult(task_id, self)
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0]
+
+
+def _is_imported_callable(module: ModuleType, value: Any) -> bool:
+    """Functions and classes a config module imported are not settings."""
+    return callable(value) and getattr(value, "__module__", module.__name__) != module.__name__
+
+
+def _routers(routes: Any) -> list[Any]:
+    if routes is None:
+        return []
+    return list(routes) if isinstance(routes, (list, tuple)) else [routes]
+
+
+def _match(table: Mapping[Any, Any], name: str) -> Any:
+    if name in table:
+        return table[name]
+    for pattern, route in table.items():
+        if isinstance(pattern, re.Pattern):
+            if pattern.match(name):
+                return route
+        elif isinstance(pattern, str) and fnmatch.fnmatchcase(name, pattern):
+            return route
+    return None
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
+
+
+def _checked_rate(value: Any) -> Any:
+    """Refuse a malformed rate limit when the task is defined, quoting it and the forms allowed."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _RATE.match(value):
+        return value
+    raise ValueError(
+        f"invalid rate limit {value!r}: use a number of tasks per second (10), "
+        "or N/s, N/m, N/h (10/s, 100/m, 1000/h)"
+    )

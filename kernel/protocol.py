@@ -1,0 +1,366 @@
+"""Celery task messages (protocol 2; 1 on input too): building them, decoding them into Requests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+from kombu import compression as kombu_compression
+from kombu import serialization
+from kombu.exceptions import ContentDisallowed, DecodeError
+
+from .exceptions import InvalidTaskError
+
+UTC = timezone.utc
+REPR_MAX = 1024
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 with an explicit offset, as Celery sends eta/expires (naive means UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def parse_time(value: Any, field: str, naive_is_utc: bool = True) -> datetime | None:
+    """An aware datetime from an ISO-8601 string (naive taken as UTC), or InvalidTaskError."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidTaskError(f"unparseable {field} {value!r}") from None
+    else:
+        raise InvalidTaskError(f"unparseable {field} {value!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC) if naive_is_utc else parsed.astimezone()
+    return parsed
+
+
+def safe_repr(value: Any, limit: int = REPR_MAX) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not stop a task from being sent
+        text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@attrs.define(slots=True, kw_only=True, eq=False)
+class Request:
+    """One task invocation, as decoded from a message (also `task.request` while it runs)."""
+
+    id: str | None = None
+    name: str = ""
+    args: list[Any] = attrs.Factory(list)
+    kwargs: dict[str, Any] = attrs.Factory(dict)
+    callbacks: Sequence[Mapping[str, Any]] | None = None
+    errbacks: Sequence[Mapping[str, Any]] | None = None
+    chain: Sequence[Mapping[str, Any]] | None = None
+    chord: dict[str, Any] | None = None
+    eta: datetime | None = None
+    expires: datetime | None = None
+    retries: int = 0
+    timelimit: tuple[float | None, float | None] = (None, None)  # (hard, soft), as on the wire
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    shadow: str | None = None
+    origin: str | None = None
+    ignore_result: bool | None = None
+    argsrepr: str = ""
+    kwargsrepr: str = ""
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    priority: int | None = None
+    delivery_info: dict[str, Any] = attrs.Factory(dict)
+    headers: dict[str, Any] = attrs.Factory(dict)
+    stamps: dict[str, Any] = attrs.Factory(dict)
+    stamped_headers: list[str] | None = None
+    replaced_task_nesting: int = 0
+    content_type: str = "application/json"
+    content_encoding: str = "utf-8"
+    protocol: int = 2
+    hostname: str | None = None
+    is_eager: bool = False
+    called_directly: bool = False
+
+    @property
+    def redelivered(self) -> bool:
+        return bool(self.delivery_info.get("redelivered") or self.headers.get("redelivered"))
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def task_message(
+    *,
+    task_id: str,
+    name: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    origin: str,
+    eta: datetime | None = None,
+    expires: datetime | None = None,
+    retries: int = 0,
+    timelimit: tuple[float | None, float | None] = (None, None),
+    root_id: str | None = None,
+    parent_id: str | None = None,
+    group: str | None = None,
+    group_index: int | None = None,
+    shadow: str | None = None,
+    ignore_result: bool | None = False,
+    callbacks: Sequence[Mapping[str, Any]] | None = None,
+    errbacks: Sequence[Mapping[str, Any]] | None = None,
+    chain: Sequence[Mapping[str, Any]] | None = None,
+    chord: dict[str, Any] | None = None,
+    reply_to: str | None = None,
+    priority: int | None = None,
+    stamps: Mapping[str, Any] | None = None,
+    stamped_headers: list[str] | None = None,
+    replaced_task_nesting: int = 0,
+    extra_headers: Mapping[str, Any] | None = None,
+    argsrepr: str | None = None,
+    kwargsrepr: str | None = None,
+    delivery_mode: int = 2,
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """(headers, properties, body) of a protocol-2 message, with Celery's header set and order."""
+    args = list(args)
+    kwargs = dict(kwargs or {})
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": name,
+        "id": task_id,
+        "shadow": shadow,
+        "eta": format_time(eta) if eta is not None else None,
+        "expires": format_time(expires) if expires is not None else None,
+        "group": group,
+        "group_index": group_index,
+        "retries": retries,
+        "timelimit": list(timelimit),
+        "root_id": root_id or task_id,
+        "parent_id": parent_id,
+        "argsrepr": argsrepr if argsrepr is not None else safe_repr(tuple(args)),
+        "kwargsrepr": kwargsrepr if kwargsrepr is not None else safe_repr(kwargs),
+        "origin": origin,
+        "ignore_result": ignore_result,
+        "replaced_task_nesting": replaced_task_nesting,
+        "stamped_headers": stamped_headers,
+        "stamps": dict(stamps or {}),
+    }
+    if extra_headers:
+        headers.update(extra_headers)
+    properties: dict[str, Any] = {"correlation_id": task_id, "delivery_mode": delivery_mode}
+    if reply_to:
+        properties["reply_to"] = reply_to
+    if priority is not None:
+        properties["priority"] = priority
+    if expires is not None:
+        # Celery also sets the per-message TTL, which RabbitMQ enforces (in ms, as a string)
+        remaining = max((expires - utcnow()).total_seconds(), 0.0)
+        properties["expiration"] = str(int(remaining * 1000))
+    embed = {"callbacks": callbacks, "errbacks": errbacks, "chain": chain, "chord": chord}
+    return headers, properties, [args, kwargs, embed]
+
+
+def encode_body(
+    body: Any, serializer: str, compression: str | None = None
+) -> tuple[bytes, str, str, dict[str, str]]:
+    """Serialize (and compress) a body: (bytes, content_type, content_encoding, extra headers)."""
+    content_type, content_encoding, data = serialization.dumps(body, serializer=serializer)
+    raw = data.encode(content_encoding or "utf-8") if isinstance(data, str) else data
+    if compression:
+        raw, compressed_type = kombu_compression.compress(raw, compression)
+        return raw, content_type, content_encoding, {"compression": compressed_type}
+    return raw, content_type, content_encoding, {}
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+def decode_payload(
+    body: bytes | str,
+    content_type: str | None,
+    content_encoding: str | None,
+    headers: Mapping[str, Any],
+    accept: set[str] | None,
+) -> Any:
+    """Decompress and deserialize a body, refusing content types outside `accept`."""
+    try:
+        if headers.get("compression"):
+            body = kombu_compression.decompress(body, headers["compression"])
+        return serialization.loads(body, content_type, content_encoding, accept=accept)
+    except ContentDisallowed:
+        raise InvalidTaskError(f"content type {content_type!r} is not accepted") from None
+    except DecodeError as exc:
+        raise InvalidTaskError(f"undecodable {content_type} body: {exc}") from None
+    except Exception as exc:  # a codec may raise anything on garbage input
+        raise InvalidTaskError(f"undecodable body: {type(exc).__name__}: {exc}") from None
+
+
+def decode_request(
+    headers: Mapping[str, Any],
+    properties: Mapping[str, Any],
+    delivery_info: Mapping[str, Any],
+    payload: Any,
+    *,
+    content_type: str = "application/json",
+    content_encoding: str = "utf-8",
+) -> Request:
+    """A Request from a protocol-2 message (task in the headers) or protocol 1 (in the body)."""
+    if "task" in headers:
+        request = _from_v2(headers, payload)
+    else:
+        request = _from_v1(payload)
+    request.headers = dict(headers)
+    request.reply_to = properties.get("reply_to")
+    request.correlation_id = properties.get("correlation_id") or request.id
+    request.priority = properties.get("priority")
+    request.delivery_info = {
+        "exchange": delivery_info.get("exchange"),
+        "routing_key": delivery_info.get("routing_key"),
+        "priority": properties.get("priority"),
+        "redelivered": bool(delivery_info.get("redelivered") or headers.get("redelivered")),
+    }
+    request.content_type = content_type
+    request.content_encoding = content_encoding
+    return request
+
+
+def _text(value: Any, what: str, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidTaskError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _timelimit(value: Any) -> tuple[float | None, float | None]:
+    if value is None:
+        return (None, None)
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise InvalidTaskError(f"timelimit must be [hard, soft], got {value!r}")
+    hard, soft = value
+    for part in (hard, soft):
+        if part is not None and (isinstance(part, bool) or not isinstance(part, (int, float))):
+            raise InvalidTaskError(f"timelimit must be [hard, soft], got {value!r}")
+    return (hard, soft)
+
+
+def _int(value: Any, what: str, default: int | None) -> int | None:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTaskError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def _embed_list(embed: Mapping[str, Any], key: str) -> list[dict[str, Any]] | None:
+    value = embed.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
+        raise InvalidTaskError(f"embed {key} must be a list of signatures, got {value!r}")
+    return list(value)
+
+
+def _from_v2(headers: Mapping[str, Any], payload: Any) -> Request:
+    name = _text(headers.get("task"), "task header", required=True)
+    task_id = _text(headers.get("id"), "id header", required=True)
+    if isinstance(payload, dict) and "args" in payload:  # hybrid: v2 headers, v1-style body
+        args, kwargs, embed = payload.get("args", []), payload.get("kwargs", {}), payload
+    else:
+        if not isinstance(payload, (list, tuple)) or len(payload) != 3:
+            raise InvalidTaskError(
+                f"malformed body: expected [args, kwargs, embed], got {safe_repr(payload, 120)}"
+            )
+        args, kwargs, embed = payload
+    if not isinstance(args, (list, tuple)):
+        raise InvalidTaskError(f"malformed body: args must be a list, got {safe_repr(args, 120)}")
+    if not isinstance(kwargs, dict):
+        raise InvalidTaskError(
+            f"malformed body: kwargs must be an object, got {safe_repr(kwargs, 120)}"
+        )
+    if embed is None:
+        embed = {}
+    if not isinstance(embed, dict):
+        raise InvalidTaskError(
+            f"malformed body: embed must be an object, got {safe_repr(embed, 120)}"
+        )
+    chord = embed.get("chord")
+    if chord is not None and not isinstance(chord, dict):
+        raise InvalidTaskError(f"embed chord must be a signature, got {chord!r}")
+    stamps = headers.get("stamps") or {}
+    return Request(
+        id=task_id,
+        name=name or "",
+        args=list(args),
+        kwargs=kwargs,
+        callbacks=_embed_list(embed, "callbacks"),
+        errbacks=_embed_list(embed, "errbacks"),
+        chain=_embed_list(embed, "chain"),
+        chord=chord,
+        eta=parse_time(headers.get("eta"), "eta"),
+        expires=parse_time(headers.get("expires"), "expires"),
+        retries=_int(headers.get("retries"), "retries", 0) or 0,
+        timelimit=_timelimit(headers.get("timelimit")),
+        root_id=headers.get("root_id"),
+        parent_id=headers.get("parent_id"),
+        group=headers.get("group"),
+        group_index=_int(headers.get("group_index"), "group_index", None),
+        shadow=headers.get("shadow"),
+        origin=headers.get("origin"),
+        ignore_result=headers.get("ignore_result"),
+        argsrepr=headers.get("argsrepr") or safe_repr(tuple(args)),
+        kwargsrepr=headers.get("kwargsrepr") or safe_repr(kwargs),
+        stamps=stamps if isinstance(stamps, dict) else {},
+        stamped_headers=headers.get("stamped_headers"),
+        replaced_task_nesting=_int(headers.get("replaced_task_nesting"), "replaced_task_nesting", 0)
+        or 0,
+        protocol=2,
+    )
+
+
+def _from_v1(payload: Any) -> Request:
+    if not isinstance(payload, dict):
+        raise InvalidTaskError(
+            f"malformed message: no task header and the body is not a protocol-1 dict "
+            f"({safe_repr(payload, 120)})"
+        )
+    name = _text(payload.get("task"), "task field", required=True)
+    task_id = _text(payload.get("id"), "id field", required=True)
+    args, kwargs = payload.get("args") or [], payload.get("kwargs") or {}
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise InvalidTaskError(
+            "malformed protocol-1 body: args must be a list and kwargs an object"
+        )
+    utc = payload.get("utc", True) is not False
+    group = payload.get("group") or payload.get("taskset")
+    return Request(
+        id=task_id,
+        name=name or "",
+        args=list(args),
+        kwargs=kwargs,
+        callbacks=_embed_list(payload, "callbacks"),
+        errbacks=_embed_list(payload, "errbacks"),
+        chord=payload.get("chord"),
+        eta=parse_time(payload.get("eta"), "eta", naive_is_utc=utc),
+        expires=parse_time(payload.get("expires"), "expires", naive_is_utc=utc),
+        retries=_int(payload.get("retries"), "retries", 0) or 0,
+        timelimit=_timelimit(payload.get("timelimit")),
+        root_id=task_id,
+        group=group,
+        group_index=payload.get("group_index"),
+        argsrepr=safe_repr(tuple(args)),
+        kwargsrepr=safe_repr(kwargs),
+        protocol=1,
+    )

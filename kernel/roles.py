@@ -1,0 +1,131 @@
+"""The roles plugins fill, as Protocols, and the service keys steps share them under."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .bootsteps import ServiceKey
+
+
+@runtime_checkable
+class Message(Protocol):
+    """A message handed to a consumer (kombu's Message has this shape)."""
+
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    delivery_info: dict[str, Any]
+    body: bytes
+    content_type: str
+    content_encoding: str
+    delivery_tag: Any
+
+    def ack(self) -> None: ...
+
+    def reject(self, requeue: bool = False) -> None: ...
+
+
+class Broker(Protocol):
+    """A connection to a broker. `publish` may be called from any thread; the consuming methods
+    (`consume`, `poll`, `cancel_consuming`, message acks) only from the one thread that consumes."""
+
+    url: str
+
+    def connect(self) -> None:
+        """Check the broker is reachable; raise BrokerUnreachable naming the host and port."""
+
+    def publish(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        exchange: str = "",
+        headers: Mapping[str, Any],
+        properties: Mapping[str, Any],
+        content_type: str,
+        content_encoding: str,
+        declare: Sequence[str] = (),
+    ) -> None:
+        """Send one serialized message (declaring the named queues first, once per connection)."""
+
+    def consume(
+        self, queues: Sequence[str], on_message: Callable[[Message], None], prefetch: int
+    ) -> None:
+        """Start delivering messages from `queues` to `on_message` during `poll()`."""
+
+    def set_prefetch(self, prefetch: int) -> None:
+        """Change how many unacknowledged messages may be held at once (0: no limit)."""
+
+    def cancel_consuming(self) -> None:
+        """Stop new deliveries; messages already delivered may still be acked or rejected."""
+
+    def poll(self, timeout: float) -> None:
+        """Deliver waiting messages, blocking up to `timeout` seconds (less if woken)."""
+
+    def wakeup(self) -> None:
+        """Make a `poll()` blocked in another thread return soon. Thread-safe."""
+
+    def purge(self, queues: Sequence[str]) -> int:
+        """Delete the waiting messages of `queues`; return how many."""
+
+    def close(self) -> None:
+        """Close every connection; unacknowledged messages go back to their queues."""
+
+
+class ResultBackend(Protocol):
+    """Where task states and results are stored, as Celery's meta documents."""
+
+    url: str
+
+    def encode(self, meta: Mapping[str, Any]) -> bytes:
+        """Serialize a meta document (done where the task ran, so a bad result fails that task)."""
+
+    def store(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """Store each (task_id, state, encoded meta); never replace a stored SUCCESS."""
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        """The stored meta, or None if nothing is stored (the state is then PENDING)."""
+
+    def forget(self, task_id: str) -> None:
+        """Delete what is stored for the task."""
+
+    def wait_for(
+        self, task_id: str, *, deadline: float | None, interval: float
+    ) -> dict[str, Any] | None:
+        """Block until the task's meta is in a ready state and return it; None once `deadline`
+        (a `time.monotonic()` value) passes. `interval` bounds the sleep between polls."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Pool(Protocol):
+    """Runs functions on a bounded number of slots (processes, threads or green threads)."""
+
+    @property
+    def concurrency(self) -> int:
+        """How many functions may run at once."""
+
+    def apply(
+        self,
+        fn: Callable[[Any], Any],
+        arg: Any,
+        callback: Callable[[Any], None],
+        error_callback: Callable[[BaseException], None],
+    ) -> None:
+        """Run `fn(arg)` on a slot; then `callback(result)`, or `error_callback(exc)` if the slot
+        was lost (a dead child, a hard time limit). Callbacks may run in any thread."""
+
+    def stop(self) -> None:
+        """Let everything submitted finish, then release the slots."""
+
+    def terminate(self) -> None:
+        """Release the slots now, abandoning running work. Must not raise."""
+
+    def info(self) -> dict[str, Any]:
+        """Figures for `stats`: implementation, max-concurrency, processes/threads."""
+
+
+BROKER: ServiceKey[Broker] = ServiceKey("broker")
+BACKEND: ServiceKey[ResultBackend] = ServiceKey("backend")
+POOL: ServiceKey[Pool] = ServiceKey("pool")
