@@ -50,6 +50,7 @@ def render(worker: Worker) -> str:
     ]
     rows.extend(worker.banner_rows())
     width = max(len(key) for key, _ in rows)
+    indent = "\n" + " " * (width + 5)  # continuation lines line up under the first value
     lines = [f"taskkernel {core_version()}"]
-    lines += [f"  {key:<{width}} : {value}" for key, value in rows]
+    lines += [f"  {key:<{width}} : {indent.join(value.splitlines())}" for key, value in rows]
     return "\n".join(lines)

@@ -21,8 +21,12 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from .app import App
     from .bootsteps import Step
+    from .protocol import Request
+    from .roles import Broker, ResultBackend
     from .settings import Settings
+    from .task import Task
     from .worker import Worker
 
 PROJECT = "kernel"
@@ -85,3 +89,71 @@ def kernel_worker_shutdown(worker: Worker, cold: bool) -> None:
     `cold` is False for a warm shutdown (running work finishes) and True for a cold one (steps
     are terminated). Runs in the parent's main thread; must not block for long.
     """
+
+
+@hookspec
+def kernel_task_options() -> Sequence[str]:
+    """Return the task options this plugin honours (``"rate_limit"``, ``"time_limit"``, ...).
+
+    Runs in the parent when the worker is built. A registered task that sets an option no
+    enabled plugin honours gets a start-up warning naming the plugin that would.
+    """
+
+
+# -- transports: parent and clients (any process that sends tasks or reads results) ----------
+
+
+@hookspec(firstresult=True)
+def kernel_broker(url: str, app: App) -> Broker | None:
+    """Return a Broker for `url` if this plugin handles its scheme, else None.
+
+    Called when an app first sends a task and when a worker's broker step starts; the URL's
+    scheme picks which plugin is enabled (``redis://`` enables ``broker.redis``).
+    """
+
+
+@hookspec(firstresult=True)
+def kernel_result_backend(url: str, app: App) -> ResultBackend | None:
+    """Return a ResultBackend for `url` if this plugin handles its scheme, else None."""
+
+
+# -- per task: parent ---------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def kernel_task_defer(request: Request, task: Task, worker: Worker) -> float | None:
+    """Decide whether a task may go to the pool now.
+
+    Runs in the parent's consumer thread each time a received task is about to be handed to
+    the pool (only if some plugin implements it). Return a number of seconds to hold it back
+    (it does not occupy a pool slot meanwhile and is asked about again when they pass), or
+    None to let it run now. Rate limiters implement this.
+    """
+
+
+# -- pool children ----------------------------------------------------------------------------
+
+
+@hookspec
+def kernel_child_init(worker: Worker) -> None:
+    """A process that will run tasks is ready: called once per prefork child after it starts,
+    and once in the worker process for pools that run tasks in it (solo, threads, green)."""
+
+
+@hookspec(firstresult=True)
+def kernel_execute_task(task: Task, request: Request) -> object:
+    """Call the task and return its result.
+
+    Runs in the child, once per task, only if some plugin implements it. The core supplies the
+    innermost implementation (it calls the task); plugins wrap it with
+    ``@hookimpl(wrapper=True)`` to act around every task (time limits, accounting, context).
+    Exceptions the task raises propagate through the wrappers.
+    """
+
+
+@hookspec(firstresult=True)
+def kernel_recycle_child(worker: Worker, tasks: int, rss_kib: int) -> bool | None:
+    """Should the pool child (process, or thread for the threads pool) that just ran a task be
+    replaced by a fresh one? `tasks` is how many it has run, `rss_kib` its process's resident
+    memory. Runs in the child after each task, only if some plugin implements it. Return True
+    to recycle (no task is lost or failed), None to leave the decision to other plugins."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import re
 import signal
 import socket
 import threading
@@ -11,18 +13,32 @@ from types import FrameType
 from typing import Any
 
 from .bootsteps import Services, Step
+from .coresteps import core_plugins
 from .defaults import CORE_SETTINGS
-from .errors import PluginError, StepStartError
+from .errors import PluginError, StepStartError, UsageError
 from .graph import BootOrder, StepSpec, resolve
 from .hints import role_hint, setting_hint
-from .known import distribution_for
+from .known import backend_plugin_for, broker_plugin_for, distribution_for
 from .plugins import PluginManager, split_plugin_args
 from .settings import Setting, Settings, declared_by, identity
 
 log = logging.getLogger("kernel.worker")
 
 # settings whose value picks the plugin that fills a role
-ROLE_SETTINGS = {"pool": "worker_pool"}
+ROLE_SETTINGS = {"pool": "worker_pool", "broker": "broker_url", "backend": "result_backend"}
+DEFAULT_POOL = "threads"
+
+# task options honoured only by plugins, and what to tell a user whose task sets one
+TASK_OPTION_PLUGINS = {
+    "rate_limit": "enable the ratelimit plugin (--plugin ratelimit)",
+    "time_limit": "use a pool that enforces time limits (--pool prefork, gevent, eventlet)",
+    "soft_time_limit": "use a pool that enforces time limits (--pool prefork, gevent, eventlet)",
+}
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password masked, for banners and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
 
 
 class ColdShutdown(BaseException):
@@ -46,8 +62,13 @@ class Worker:
     ) -> None:
         self.app = app
         self.pm = PluginManager(discover=discover)
-        base = dict(app.conf.explicit()) if app is not None else {}
-        self.settings = Settings({**base, **(settings or {})})
+        if app is not None:
+            # the worker's settings are the app's, so tasks see what the command line set
+            self.settings = app.conf
+            for key, value in (settings or {}).items():
+                app.conf[key] = value
+        else:
+            self.settings = Settings(settings)
         self.settings.declare(CORE_SETTINGS)
         self.services = Services()
         self.steps: list[Step] = []
@@ -81,7 +102,34 @@ class Worker:
         self.boot = resolve([StepSpec.of(cls, plugin) for cls, plugin in found], self._role_hint)
         by_name = {cls.name: cls for cls, _ in found}
         self.steps = [by_name[name].from_settings(self.settings) for name in self.boot.order]
+        if self.app is not None:
+            self._import_task_modules()
+            self._warn_unhonoured_options()
         return self
+
+    def _import_task_modules(self) -> None:
+        for module in [*self.settings.imports, *self.settings.include]:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                raise UsageError(
+                    f"cannot import {module!r} (from the imports setting): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+
+    def _warn_unhonoured_options(self) -> None:
+        honoured = {opt for found in self.pm.hook.kernel_task_options() for opt in found or ()}
+        for task in sorted(self.app.tasks.values(), key=lambda t: t.name):
+            for option, plugin in TASK_OPTION_PLUGINS.items():
+                value = getattr(task, option, None)
+                if value is not None and option not in honoured:
+                    log.warning(
+                        "task %s sets %s=%r, but no enabled plugin honours it; %s",
+                        task.name,
+                        option,
+                        value,
+                        plugin,
+                    )
 
     def load_plugins(self) -> PluginManager:
         """Register the plugins asked for by name, object, setting or role pick (once)."""
@@ -96,6 +144,10 @@ class Worker:
         enable, block = split_plugin_args([*self.settings.plugins, *names])
         for name in block:
             self.pm.set_blocked(name)
+        if self.app is not None:
+            for core in core_plugins():
+                if not self.pm.is_blocked(core.plugin_name):
+                    self.pm.add(core, core.plugin_name)
         for obj in objects:
             self.pm.add(obj, getattr(obj, "plugin_name", None))
         for name in self._role_picks() + enable:
@@ -103,16 +155,20 @@ class Worker:
         return self.pm
 
     def _role_picks(self) -> list[str]:
+        """Plugins that configuration picks: the pool by name, broker and backend by URL scheme."""
         picks = []
-        for role, key in ROLE_SETTINGS.items():
-            value = self.settings[key]
-            if not value:
-                continue
-            name = f"{role}.{value}"
+        pool = self.settings.worker_pool or (DEFAULT_POOL if self.app is not None else None)
+        if pool:
+            name = f"pool.{pool}"
             if name not in self.pm.installed and self.pm.get_plugin(name) is None:
-                raise PluginError(self._bad_role_value(role, key, str(value)))
+                raise PluginError(self._bad_role_value("pool", "worker_pool", str(pool)))
             picks.append(name)
-        return picks
+        if self.app is not None:
+            picks.append(broker_plugin_for(self.app.broker_url))
+            backend_url = self.app.backend_url
+            if backend_url:
+                picks.append(backend_plugin_for(backend_url))
+        return [name for name in picks if self.pm.get_plugin(name) is None]
 
     def _bad_role_value(self, role: str, key: str, value: str) -> str:
         prefix = role + "."
@@ -151,8 +207,19 @@ class Worker:
         return setting_hint(self.pm, key)
 
     def banner_rows(self) -> list[tuple[str, str]]:
-        """Extra banner rows (the app's queues and tasks, once an app is attached)."""
-        return []
+        """Banner rows about the app: its broker, backend, queues and tasks."""
+        if self.app is None:
+            return []
+        app = self.app
+        queues = self.settings.worker_queues or [app.conf.task_default_queue]
+        tasks = sorted(app.tasks)
+        return [
+            ("app", app.main or "__main__"),
+            ("broker", _safe_url(app.broker_url)),
+            ("results", _safe_url(app.backend_url) if app.backend_url else "disabled"),
+            ("queues", ", ".join(queues)),
+            ("tasks", "\n".join(tasks) if tasks else "(none)"),
+        ]
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:

@@ -1,0 +1,389 @@
+"""The consumer: takes messages, decides when each task may run, hands it to the pool, acks.
+
+One thread owns the broker's consuming channel (kombu channels are not thread-safe). Pool
+threads never touch it: they queue their outcome with `call_soon` and wake the loop, which
+stores results in batches and acks after storing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from kombu import serialization
+
+from .exceptions import InvalidTaskError, NotRegistered, TaskRevokedError, WorkerLostError
+from .execute import Executor, Outcome
+from .protocol import Request, decode_payload, decode_request, utcnow
+from .results import FAILURE, REJECTED, REVOKED, STARTED, SUCCESS, result_meta
+
+if TYPE_CHECKING:
+    from .app import App
+    from .roles import Broker, Message, Pool, ResultBackend
+    from .task import Task
+    from .worker import Worker
+
+log = logging.getLogger("kernel.worker")
+
+IDLE_POLL = 1.0  # longest poll between housekeeping passes
+NO_WAKEUP_POLL = 0.005  # poll interval while tasks run, for brokers that cannot be woken
+
+
+class Consumer:
+    """Runtime state of the consumer step: its loop thread and every message it holds."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        app: App,
+        broker: Broker,
+        backend: ResultBackend,
+        pool: Pool,
+        queues: list[str],
+        prefetch_multiplier: int,
+    ) -> None:
+        self.worker, self.app, self.broker, self.backend, self.pool = (
+            worker,
+            app,
+            broker,
+            backend,
+            pool,
+        )
+        self.queues = queues
+        self.multiplier = prefetch_multiplier
+        self.executor = Executor(app, backend, worker.hostname, worker.pm)
+        self.accept = serialization.prepare_accept_content(app.conf.accept_content)
+        pm = worker.pm
+        self.defer = pm.hook.kernel_task_defer if pm.implements("kernel_task_defer") else None
+        self.calls: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self.timers: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self.ready: deque[tuple[Request, Message, Task]] = deque()
+        self.held: dict[int, tuple[Request, Message]] = {}  # waiting on a timer (eta, deferral)
+        self.finished: list[tuple[Request, Message, Task, Outcome]] = []
+        self.active = 0
+        self.processed = 0
+        self._seq = itertools.count()
+        self._state = "new"  # new -> running -> draining -> stopped
+        self._cold = False
+        self._thread: threading.Thread | None = None
+        self._info = log.isEnabledFor(logging.INFO)
+
+    # -- lifecycle (main thread) ------------------------------------------------------------
+    @property
+    def prefetch(self) -> int:
+        if self.multiplier <= 0:
+            return 0
+        return self.pool.concurrency * self.multiplier + len(self.held)
+
+    def start(self) -> None:
+        self.broker.consume(self.queues, self.on_message, self.prefetch)
+        self._state = "running"
+        self._thread = threading.Thread(target=self._run, name="kernel-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Warm: stop taking messages, give back the ones not started, wait for running tasks."""
+        self.call_soon(self._begin_drain)
+        if self._thread is not None:
+            while self._thread.is_alive():
+                self._thread.join(0.2)  # short joins keep the main thread responsive to signals
+
+    def terminate(self) -> None:
+        """Cold: leave now; unacked messages go back to the broker when its connection closes."""
+        self._cold = True
+        self._state = "stopped"
+        self.broker.wakeup()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+
+    def call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` in the loop thread. Safe from any thread."""
+        self.calls.append((fn, args))
+        self.broker.wakeup()
+
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        """Loop thread only."""
+        heapq.heappush(self.timers, (time.monotonic() + delay, next(self._seq), fn, args))
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while self._state != "stopped":
+            try:
+                self.broker.poll(self._timeout())
+                self._run_calls()
+                self._run_timers()
+                self._flush()
+                self._dispatch()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("consumer loop error (%d in a row); retrying", failures)
+                time.sleep(min(0.1 * 2**failures, 5.0))
+            if self._state == "draining" and self.active == 0 and not self.calls:
+                self._flush()
+                self._state = "stopped"
+        log.debug("consumer loop ended (%s)", "cold" if self._cold else "warm")
+
+    def _timeout(self) -> float:
+        if self.calls or self.finished or (self.ready and self.active < self.pool.concurrency):
+            return 0.0
+        timeout = IDLE_POLL
+        if self.timers:
+            timeout = min(timeout, max(self.timers[0][0] - time.monotonic(), 0.0))
+        if self.active and not getattr(self.broker, "wakes_up", True):
+            timeout = min(timeout, NO_WAKEUP_POLL)
+        return timeout
+
+    def _run_calls(self) -> None:
+        calls = self.calls
+        while calls:
+            fn, args = calls.popleft()
+            fn(*args)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, fn, args = heapq.heappop(self.timers)
+            fn(*args)
+
+    # -- receiving --------------------------------------------------------------------------
+    def on_message(self, message: Message) -> None:
+        """Called by the broker, in the loop thread, for every delivered message."""
+        try:
+            request = self._decode(message)
+        except InvalidTaskError as exc:
+            self._refuse(message, str(exc))
+            return
+        task = self.app.tasks.get(request.name)
+        if task is None:
+            self._refuse(message, f"unknown task {request.name!r}", request)
+            return
+        if self._expired(request, message):
+            return
+        if request.eta is not None:
+            wait = (request.eta - utcnow()).total_seconds()
+            if wait > 0:
+                self._hold(wait, request, message, task)
+                return
+        self.ready.append((request, message, task))
+
+    def _decode(self, message: Message) -> Request:
+        headers = message.headers or {}
+        payload = decode_payload(
+            message.body, message.content_type, message.content_encoding, headers, self.accept
+        )
+        return decode_request(
+            headers,
+            message.properties or {},
+            message.delivery_info or {},
+            payload,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+        )
+
+    def _refuse(self, message: Message, reason: str, request: Request | None = None) -> None:
+        """Reject a message that cannot run (dropped, as in Celery), logging why."""
+        headers = message.headers or {}
+        ident = (request.id if request else None) or headers.get("id") or message.delivery_tag
+        log.error("rejected message %s: %s", ident, reason)
+        if request is not None and request.id:
+            self._store_now(
+                request.id,
+                result_meta(request.id, FAILURE, NotRegistered(request.name), request=request),
+            )
+        try:
+            message.reject(requeue=False)
+        except Exception:
+            log.exception("could not reject message %s", ident)
+
+    def _expired(self, request: Request, message: Message) -> bool:
+        if request.expires is None or utcnow() <= request.expires:
+            return False
+        log.warning(
+            "task %s[%s] expired at %s: revoked, not run",
+            request.name,
+            request.id,
+            request.expires.isoformat(),
+        )
+        if request.id:
+            self._store_now(
+                request.id,
+                result_meta(request.id, REVOKED, TaskRevokedError("expired"), request=request),
+            )
+        message.ack()
+        return True
+
+    def _hold(self, delay: float, request: Request, message: Message, task: Task) -> None:
+        """Keep a message unacked until it may run, without holding a pool slot."""
+        key = next(self._seq)
+        self.held[key] = (request, message)
+        self.broker.set_prefetch(self.prefetch)  # held messages must not starve the window
+        self.call_later(delay, self._release, key, task)
+
+    def _release(self, key: int, task: Task) -> None:
+        entry = self.held.pop(key, None)
+        if entry is None:  # given back during a warm shutdown
+            return
+        self.broker.set_prefetch(self.prefetch)
+        request, message = entry
+        self.ready.appendleft((request, message, task))
+
+    # -- running ----------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        if self._state != "running":
+            return
+        while self.ready and self.active < self.pool.concurrency:
+            request, message, task = self.ready.popleft()
+            if self._expired(request, message):
+                continue
+            if self.defer is not None:
+                delay = self.defer(request=request, task=task, worker=self.worker)
+                if delay:
+                    self._hold(float(delay), request, message, task)
+                    continue
+            late = task.option("acks_late")
+            if not late:
+                message.ack()  # early ack: the task is accepted, about to run
+            ignored = (
+                request.ignore_result
+                if request.ignore_result is not None
+                else task.option("ignore_result")
+            )
+            if task.option("track_started") and request.id and not ignored:
+                self._store_now(
+                    request.id,
+                    result_meta(
+                        request.id,
+                        STARTED,
+                        {"pid": None, "hostname": self.worker.hostname},
+                        request=request,
+                    ),
+                )
+            self.active += 1
+            # callbacks run in pool threads: they only queue work for this loop
+            self.pool.apply(
+                self.executor,
+                request,
+                partial(self.call_soon, self._finished, request, message, task),
+                partial(self.call_soon, self._lost, request, message, task),
+            )
+
+    def _finished(self, request: Request, message: Message, task: Task, outcome: Outcome) -> None:
+        self.finished.append((request, message, task, outcome))
+
+    def _lost(self, request: Request, message: Message, task: Task, exc: BaseException) -> None:
+        """The pool lost the slot running this task (a dead child, a hard time limit)."""
+        requeue = bool(task.option("acks_late") and task.option("reject_on_worker_lost"))
+        if not isinstance(exc, Exception):
+            exc = WorkerLostError(repr(exc))
+        log.error(
+            "task %s[%s] lost: %r%s", request.name, request.id, exc, "; requeued" if requeue else ""
+        )
+        if requeue:
+            outcome = Outcome(request.id or "", REJECTED, None, requeue=True)
+        else:
+            meta = result_meta(request.id or "", FAILURE, exc, request=request)
+            outcome = Outcome(
+                request.id or "", FAILURE, self.backend.encode(meta), summary=repr(exc)
+            )
+        self.finished.append((request, message, task, outcome))
+
+    def _flush(self) -> None:
+        """Store the results of finished tasks in one batch, then ack (a result before its ack)."""
+        if not self.finished:
+            return
+        finished, self.finished = self.finished, []
+        stored = True
+        items = [
+            (o.task_id, o.state, o.encoded) for _, _, _, o in finished if o.encoded is not None
+        ]
+        try:
+            self.backend.store(items)
+        except Exception:
+            stored = False
+            log.exception(
+                "could not store %d result(s); late-ack tasks go back to the queue", len(items)
+            )
+        for request, message, task, outcome in finished:
+            self.active -= 1
+            self.processed += 1
+            self._settle(request, message, task, outcome, stored)
+
+    def _settle(
+        self, request: Request, message: Message, task: Task, outcome: Outcome, stored: bool
+    ) -> None:
+        state = outcome.state
+        if self._info:
+            if state == SUCCESS:
+                log.info(
+                    "task %s[%s] succeeded in %.3fs: %s",
+                    request.name,
+                    request.id,
+                    outcome.runtime,
+                    outcome.summary,
+                )
+            elif state == FAILURE:
+                log.error(
+                    "task %s[%s] failed in %.3fs: %s",
+                    request.name,
+                    request.id,
+                    outcome.runtime,
+                    outcome.summary,
+                )
+            else:
+                log.info(
+                    "task %s[%s] %s: %s", request.name, request.id, state.lower(), outcome.summary
+                )
+        if not task.option("acks_late"):
+            return  # acked before it ran
+        try:
+            if not stored or (state == REJECTED and outcome.requeue):
+                message.reject(requeue=True)
+            elif state == REJECTED or (
+                state == FAILURE and not task.option("acks_on_failure_or_timeout")
+            ):
+                message.reject(requeue=False)
+            else:
+                message.ack()
+        except Exception:
+            log.exception("could not acknowledge task %s[%s]", request.name, request.id)
+
+    def _store_now(self, task_id: str, meta: dict[str, Any]) -> None:
+        try:
+            self.backend.store([(task_id, str(meta["status"]), self.backend.encode(meta))])
+        except Exception:
+            log.exception("could not store %s for task %s", meta.get("status"), task_id)
+
+    # -- stopping ---------------------------------------------------------------------------
+    def _begin_drain(self) -> None:
+        """Stop deliveries and hand back every message that has not started running."""
+        if self._state != "running":
+            return
+        self._state = "draining"
+        self.broker.cancel_consuming()
+        given_back = 0
+        while self.ready:
+            _, message, _ = self.ready.popleft()
+            message.reject(requeue=True)
+            given_back += 1
+        for _, message in self.held.values():
+            message.reject(requeue=True)
+            given_back += 1
+        self.held.clear()
+        log.info(
+            "consumer stopped: %d message(s) given back, waiting for %d running task(s)",
+            given_back,
+            self.active,
+        )
+
+    def scheduled(self) -> list[tuple[datetime | None, Request]]:
+        return [(request.eta, request) for request, _ in self.held.values()]

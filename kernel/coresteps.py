@@ -1,0 +1,109 @@
+"""The steps the core adds to a worker that has an app: broker, backend, consumer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .bootsteps import Step
+from .consumer import Consumer
+from .execute import call_task
+from .hookspecs import hookimpl
+from .roles import BACKEND, BROKER, POOL
+from .settings import optional, setting, to_int, to_str_list
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+@attrs.define
+class BrokerStep(Step):
+    """Opens the broker the app's URL names (through the plugin the scheme picked)."""
+
+    name = "broker"
+
+    def start(self, worker: Worker) -> None:
+        broker = worker.app.open_broker(worker.pm)
+        broker.connect()
+        worker.services[BROKER] = broker
+
+    def stop(self, worker: Worker) -> None:
+        broker = worker.services.pop(BROKER)
+        if broker is not None:
+            broker.close()
+
+
+@attrs.define
+class BackendStep(Step):
+    name = "backend"
+
+    def start(self, worker: Worker) -> None:
+        worker.services[BACKEND] = worker.app.open_backend(worker.pm)
+
+    def stop(self, worker: Worker) -> None:
+        backend = worker.services.pop(BACKEND)
+        if backend is not None:
+            backend.close()
+
+
+@attrs.define
+class ConsumerStep(Step):
+    """Consumes the worker's queues and runs their tasks on the pool."""
+
+    name = "consumer"
+    requires = ("broker", "backend", "pool")
+
+    worker_prefetch_multiplier: int = setting(4, convert=to_int, help="messages held per slot")
+    worker_queues: list[str] | None = setting(None, convert=optional(to_str_list), help="queues")
+    consumer: Consumer | None = attrs.field(default=None, init=False)
+
+    def queues(self, worker: Worker) -> list[str]:
+        return self.worker_queues or [worker.app.conf.task_default_queue]
+
+    def start(self, worker: Worker) -> None:
+        self.consumer = Consumer(
+            worker,
+            worker.app,
+            worker.services[BROKER],
+            worker.services[BACKEND],
+            worker.services[POOL],
+            self.queues(worker),
+            self.worker_prefetch_multiplier,
+        )
+        self.consumer.start()
+
+    def stop(self, worker: Worker) -> None:
+        if self.consumer is not None:
+            self.consumer.stop()
+
+    def terminate(self, worker: Worker) -> None:
+        if self.consumer is not None:
+            self.consumer.terminate()
+
+
+class CorePlugin:
+    """One blockable unit of the core (``--plugin no:core.consumer`` to bring your own)."""
+
+    def __init__(self, name: str, *steps: type[Step]) -> None:
+        self.plugin_name = name
+        self._steps = list(steps)
+
+    @hookimpl
+    def kernel_steps(self) -> list[type[Step]]:
+        return self._steps
+
+
+class ConsumerPlugin(CorePlugin):
+    @hookimpl(trylast=True)
+    def kernel_execute_task(self, task: Any, request: Any) -> Any:
+        """The innermost around-task implementation: call the task (wrappers go around it)."""
+        return call_task(task, request)
+
+
+def core_plugins() -> list[CorePlugin]:
+    return [
+        CorePlugin("core.broker", BrokerStep),
+        CorePlugin("core.backend", BackendStep),
+        ConsumerPlugin("core.consumer", ConsumerStep),
+    ]

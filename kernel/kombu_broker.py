@@ -1,0 +1,211 @@
+"""A Broker over any kombu transport: one consuming connection, a publishing one per thread."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+
+from .exceptions import BrokerUnreachable
+
+if TYPE_CHECKING:
+    from .app import App
+    from .roles import Message
+
+
+def safe_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
+
+
+class KombuBroker:
+    """`publish` works from any thread (each has its own connection, recreated after a fork);
+    consuming belongs to the one thread that calls `consume` and `poll`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        transport: Any = None,
+        transport_options: Mapping[str, Any] | None = None,
+        connect_timeout: float = 4.0,
+        publish_retry: bool = True,
+        publish_retry_policy: Mapping[str, Any] | None = None,
+        connect_max_retries: int | None = 0,
+    ) -> None:
+        self.url = url
+        self.transport = transport
+        self.transport_options = dict(transport_options or {})
+        self.connect_timeout = connect_timeout
+        self.publish_retry = publish_retry
+        self.publish_retry_policy = dict(publish_retry_policy or {})
+        self.connect_max_retries = connect_max_retries
+        self.wakes_up = False
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._publishers: list[Connection] = []
+        self._queues: dict[str, Queue] = {}
+        self._consumer_conn: Connection | None = None
+        self._consumer: Any = None
+
+    @classmethod
+    def for_app(cls, url: str, app: App, **kwargs: Any) -> KombuBroker:
+        conf = app.conf
+        return cls(
+            url,
+            transport_options=conf.broker_transport_options,
+            connect_timeout=conf.broker_connection_timeout,
+            publish_retry=conf.task_publish_retry,
+            publish_retry_policy=conf.task_publish_retry_policy,
+            **kwargs,
+        )
+
+    def connection(self) -> Connection:
+        """A new kombu connection to this broker (not yet connected)."""
+        return Connection(
+            self.url,
+            transport=self.transport,
+            connect_timeout=self.connect_timeout,
+            transport_options=dict(self.transport_options),
+        )
+
+    def _where(self, conn: Connection) -> str:
+        host = conn.hostname or "localhost"
+        return f"{safe_url(self.url)} ({host}:{conn.port})" if conn.port else safe_url(self.url)
+
+    def _ensure(self, conn: Connection) -> None:
+        try:
+            conn.ensure_connection(
+                max_retries=self.connect_max_retries or 1, timeout=self.connect_timeout
+            )
+        except (*conn.connection_errors, OSError) as exc:
+            raise BrokerUnreachable(f"cannot reach broker {self._where(conn)}: {exc}") from None
+
+    def connect(self) -> None:
+        conn = self.connection()
+        try:
+            self._ensure(conn)
+        finally:
+            conn.release()
+
+    # -- publishing (any thread) ------------------------------------------------------------
+    def queue(self, name: str) -> Queue:
+        """The queue as Celery declares it: durable, bound to a direct exchange of its name."""
+        found = self._queues.get(name)
+        if found is None:
+            found = self._queues[name] = Queue(name, Exchange(name, "direct"), routing_key=name)
+        return found
+
+    def _producer(self) -> Any:
+        state = getattr(self._local, "producer", None)
+        if state is None or state[0] != os.getpid():
+            conn = self.connection()
+            with self._lock:
+                self._publishers.append(conn)
+            state = self._local.producer = (os.getpid(), conn, conn.Producer())
+        return state[2]
+
+    def publish(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        exchange: str = "",
+        headers: Mapping[str, Any],
+        properties: Mapping[str, Any],
+        content_type: str,
+        content_encoding: str,
+        declare: Sequence[str] = (),
+    ) -> None:
+        props = dict(properties)
+        expiration = props.pop("expiration", None)
+        try:
+            self._producer().publish(
+                body,
+                routing_key=routing_key,
+                exchange=exchange,
+                headers=dict(headers),
+                content_type=content_type,
+                content_encoding=content_encoding,
+                declare=[self.queue(name) for name in declare],
+                retry=self.publish_retry,
+                retry_policy=self.publish_retry_policy,
+                expiration=int(expiration) / 1000 if expiration is not None else None,
+                **props,
+            )
+        except OSError as exc:
+            raise BrokerUnreachable(
+                f"cannot publish to broker {safe_url(self.url)}: {exc}"
+            ) from exc
+
+    # -- consuming (one thread) -------------------------------------------------------------
+    def consume(
+        self, queues: Sequence[str], on_message: Callable[[Message], None], prefetch: int
+    ) -> None:
+        conn = self._consumer_conn = self.connection()
+        self._ensure(conn)
+        self._consumer = conn.Consumer(
+            [self.queue(q) for q in queues], on_message=on_message, no_ack=False
+        )
+        self._consumer.qos(prefetch_count=prefetch)
+        self._consumer.consume()
+        self.wakes_up = callable(getattr(conn.transport, "wakeup", None))
+
+    def set_prefetch(self, prefetch: int) -> None:
+        if self._consumer is not None:
+            self._consumer.qos(prefetch_count=prefetch)
+
+    def cancel_consuming(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+
+    def poll(self, timeout: float) -> None:
+        conn = self._consumer_conn
+        if conn is None:
+            return
+        try:
+            conn.drain_events(timeout=timeout)
+        except TimeoutError:
+            pass
+
+    def wakeup(self) -> None:
+        conn = self._consumer_conn
+        if conn is not None and self.wakes_up:
+            conn.transport.wakeup()
+
+    def purge(self, queues: Sequence[str]) -> int:
+        conn = self.connection()
+        try:
+            self._ensure(conn)
+            channel = conn.default_channel
+            total = 0
+            for name in queues:
+                bound = self.queue(name)(channel)
+                bound.declare()
+                total += bound.purge() or 0
+            return total
+        finally:
+            conn.release()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.cancel()
+            except Exception:  # closing must go on even if the connection is already gone
+                pass
+            self._consumer = None
+        conns = [self._consumer_conn] if self._consumer_conn is not None else []
+        with self._lock:
+            conns += self._publishers
+            self._publishers = []
+        self._consumer_conn = None
+        self._local = threading.local()
+        for conn in conns:
+            try:
+                conn.release()
+            except Exception:
+                pass

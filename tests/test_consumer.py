@@ -1,0 +1,316 @@
+"""The consumer in a real worker (in-memory transport): bad input, policies, acks, eta, expiry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kernel import App, Worker, hookimpl
+from kernel.exceptions import Reject
+from kernel.protocol import encode_body, task_message
+
+
+def make_app(**settings: Any) -> App:
+    return App(
+        "proj",
+        broker="memory://",
+        backend=f"memory://{uuid.uuid4().hex}",
+        task_default_queue=f"q-{uuid.uuid4().hex[:8]}",
+        **settings,
+    )
+
+
+@pytest.fixture
+def app() -> App:
+    return make_app()
+
+
+@pytest.fixture
+def run_worker() -> Iterator[Any]:
+    workers: list[Worker] = []
+
+    def start(app: App, *plugins: Any, pool: str = "threads", concurrency: int = 2) -> Worker:
+        worker = Worker(
+            app=app,
+            plugins=list(plugins),
+            settings={"worker_pool": pool, "worker_concurrency": concurrency},
+        )
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def publish_raw(
+    app: App, body: bytes, headers: dict[str, Any], content_type: str = "application/json"
+) -> None:
+    app.broker.publish(
+        body,
+        routing_key=app.conf.task_default_queue,
+        headers=headers,
+        properties={"correlation_id": headers.get("id", "")},
+        content_type=content_type,
+        content_encoding="utf-8",
+        declare=[app.conf.task_default_queue],
+    )
+
+
+def test_bad_messages_are_rejected_with_a_reason_and_work_goes_on(
+    app: App, run_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    caplog.set_level(logging.ERROR, logger="kernel.worker")
+    run_worker(app)
+    publish_raw(app, b"[[2, 3], {}]", {"task": add.name, "id": "two-elements"})
+    publish_raw(app, b"[[], {}, {}]", {"task": "nobody.knows", "id": "unknown-task"})
+    import pickle
+
+    publish_raw(
+        app,
+        pickle.dumps([[1, 1], {}, {}]),
+        {"task": add.name, "id": "pickled"},
+        content_type="application/x-python-serialize",
+    )
+    publish_raw(app, b"[[1, 1], {}, {}]", {"task": add.name, "id": "bad-eta", "eta": "soonish"})
+    publish_raw(app, b"\xff\xfe not json", {"task": add.name, "id": "garbage"})
+    assert add.delay(20, 22).get(timeout=10) == 42  # the worker kept going
+    text = caplog.text
+    assert "rejected message two-elements: malformed body: expected [args, kwargs, embed]" in text
+    assert "rejected message unknown-task: unknown task 'nobody.knows'" in text
+    assert (
+        "rejected message pickled: content type 'application/x-python-serialize' is not accepted"
+        in text
+    )
+    assert "rejected message bad-eta: unparseable eta 'soonish'" in text
+    assert "rejected message garbage: undecodable" in text
+    unknown = app.AsyncResult("unknown-task")
+    assert unknown.state == "FAILURE" and type(unknown.result).__name__ == "NotRegistered"
+
+
+def test_countdown_runs_at_its_time_and_expired_tasks_are_revoked(
+    app: App, run_worker: Any
+) -> None:
+    ran: list[float] = []
+
+    @app.task
+    def stamp() -> float:
+        ran.append(time.monotonic())
+        return ran[-1]
+
+    run_worker(app)
+    began = time.monotonic()
+    later = stamp.apply_async(countdown=0.6)
+    assert stamp.delay().get(timeout=5) - began < 0.5  # not stuck behind the held one
+    assert later.get(timeout=5) - began >= 0.6
+    expired = stamp.apply_async(expires=-1)
+    with pytest.raises(Exception, match="expired"):
+        expired.get(timeout=5)
+    assert expired.state == "REVOKED" and len(ran) == 2
+
+
+def test_defer_hook_holds_a_task_without_holding_a_slot(app: App, run_worker: Any) -> None:
+    order: list[str] = []
+
+    @app.task
+    def slow_lane(tag: str) -> None:
+        order.append(tag)
+
+    @app.task
+    def fast_lane(tag: str) -> None:
+        order.append(tag)
+
+    class OnePerSecondForSlowLane:
+        plugin_name = "limiter"
+        last = 0.0
+
+        @hookimpl
+        def kernel_task_defer(self, request: Any, task: Any) -> float | None:
+            if task is not slow_lane:
+                return None
+            wait = self.last + 0.5 - time.monotonic()
+            if wait > 0:
+                return wait
+            self.last = time.monotonic()
+            return None
+
+    run_worker(app, OnePerSecondForSlowLane(), concurrency=1)
+    began = time.monotonic()
+    slow = [slow_lane.delay(f"s{i}") for i in range(3)]
+    fast = [fast_lane.delay(f"f{i}") for i in range(3)]
+    for result in fast:
+        result.get(timeout=5)
+    fast_done = time.monotonic() - began
+    for result in slow:
+        result.get(timeout=5)
+    assert fast_done < 0.4  # the single slot was not held by waiting slow-lane tasks
+    assert time.monotonic() - began >= 1.0  # three slow-lane tasks, 0.5 s apart
+    assert order[-1] == "s2"
+
+
+def test_around_task_wrappers_see_every_task(app: App, run_worker: Any) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    class Timing:
+        plugin_name = "timing"
+
+        @hookimpl(wrapper=True)
+        def kernel_execute_task(self, task: Any, request: Any) -> Any:
+            result = yield
+            seen.append((request.name, result))
+            return result * 10
+
+    @app.task
+    def seven() -> int:
+        return 7
+
+    run_worker(app, Timing())
+    assert seven.delay().get(timeout=5) == 70
+    assert seen == [(seven.name, 7)]
+
+
+def test_late_ack_outcomes(app: App, run_worker: Any) -> None:
+    calls: list[int] = []
+
+    @app.task(bind=True, acks_late=True)
+    def requeue_once(self: Any) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Reject("not yet", requeue=True)
+        return "second time"
+
+    run_worker(app)
+    assert requeue_once.delay().get(timeout=5) == "second time"
+    assert len(calls) == 2
+
+
+def test_links_chains_and_errbacks_run(app: App, run_worker: Any) -> None:
+    got: list[Any] = []
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    def record(value: Any) -> None:
+        got.append(value)
+
+    @app.task
+    def fail() -> None:
+        raise ValueError("nope")
+
+    @app.task
+    def on_error(request: Any, exc: BaseException, traceback: str) -> None:
+        got.append(("errback", request.id, repr(exc)))
+
+    run_worker(app)
+    first = add.apply_async((1, 2), link=record.s())
+    assert first.get(timeout=5) == 3
+    # a chain as Celery clients send it: the rest of the chain, reversed, in the embed
+    chained = app.send_task(add.name, [1, 1], chain=[record.s(), add.s(10)])
+    assert chained.get(timeout=5) == 2
+    failing = fail.apply_async(link_error=on_error.s())
+    with pytest.raises(ValueError):
+        failing.get(timeout=5)
+    deadline = time.monotonic() + 5
+    while len(got) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert 3 in got and 12 in got
+    assert ("errback", failing.id, "ValueError('nope')") in got
+    assert app.AsyncResult(first.id)._get_meta()["children"][0][0][0]  # the link's id is recorded
+
+
+def test_results_ignored_tracked_and_unserializable(app: App, run_worker: Any) -> None:
+    app.conf.task_track_started = True
+
+    @app.task(ignore_result=True)
+    def quiet() -> int:
+        return 1
+
+    @app.task
+    def weird() -> object:
+        return object()
+
+    @app.task
+    def slow() -> int:
+        time.sleep(0.5)
+        return 1
+
+    run_worker(app)
+    quiet_result = quiet.delay()
+    weird_result = weird.delay()
+    slow_result = slow.delay()
+    deadline = time.monotonic() + 5
+    while slow_result.state != "STARTED" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert slow_result.state == "STARTED"
+    with pytest.raises(Exception, match="object"):
+        weird_result.get(timeout=5)
+    assert slow_result.get(timeout=5) == 1
+    time.sleep(0.2)
+    assert quiet_result.state == "PENDING"  # nothing stored
+
+
+def test_warm_stop_gives_back_waiting_messages(app: App) -> None:
+    @app.task
+    def nap() -> None:
+        time.sleep(0.3)
+
+    worker = Worker(app=app, settings={"worker_pool": "solo"})
+    worker.start()
+    results = [nap.delay() for _ in range(6)]
+    time.sleep(0.4)
+    worker.stop()
+    done = [r for r in results if r.ready()]
+    assert 1 <= len(done) < 6
+    rest = Worker(app=app, settings={"worker_pool": "threads", "worker_concurrency": 6})
+    rest.start()
+    try:
+        for result in results:
+            result.get(timeout=10)
+    finally:
+        rest.stop()
+
+
+def test_unhonoured_task_options_are_named_at_start(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task(rate_limit="10/s", time_limit=5)
+    def limited() -> None: ...
+
+    caplog.set_level(logging.WARNING, logger="kernel.worker")
+    Worker(app=app, settings={"worker_pool": "solo"}).build()
+    assert (
+        "sets rate_limit='10/s', but no enabled plugin honours it; enable the ratelimit plugin"
+        in caplog.text
+    )
+    assert "sets time_limit=5, but no enabled plugin honours it" in caplog.text
+
+
+def test_worker_banner_lists_queues_and_tasks(app: App) -> None:
+    from kernel.banner import render
+
+    @app.task
+    def add() -> None: ...
+
+    text = render(Worker(app=app, settings={"worker_pool": "solo"}).build())
+    assert f"queues  : {app.conf.task_default_queue}" in text
+    assert f"tasks   : {add.name}" in text
+    assert "steps   : backend -> broker -> pool.solo -> consumer" in text
+
+
+def test_json_round_trip_of_encode_body_matches_kombu() -> None:
+    _, _, body = task_message(task_id="1", name="t", origin="o")
+    raw, *_ = encode_body(body, "json")
+    assert json.loads(raw) == body
