@@ -1,0 +1,342 @@
+"""Contract tests every pool, broker and result backend plugin subclasses (ours and third-party).
+
+Subclass in your plugin's tests and provide the fixture named in the class docstring::
+
+    class TestMyBroker(BrokerContract):
+        @pytest.fixture
+        def broker_url(self, tmp_path):
+            return "mything://..."
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ..app import App
+from ..results import FAILURE, STARTED, SUCCESS, result_meta
+from ..roles import Broker, Pool, ResultBackend
+from ..worker import Worker
+from .helpers import peak_concurrency
+from .helpers import wait_until as _wait
+
+
+class PoolContract:
+    """Provide `pool_name` (the NAME of pool.NAME) and `concurrency` (slots to test with).
+
+    Checks the Pool role object directly, then a real worker using the pool end to end on the
+    embedded broker.
+    """
+
+    concurrency = 2
+
+    @pytest.fixture
+    def pool_name(self) -> str:
+        raise NotImplementedError("subclasses provide the pool_name fixture")
+
+    @pytest.fixture
+    def pool(self, pool_name: str, make_worker: Any) -> Iterator[Pool]:
+        from ..roles import POOL
+
+        worker = make_worker(
+            discover=True,
+            settings={"worker_pool": pool_name, "worker_concurrency": self.concurrency},
+        )
+        worker.start()
+        yield worker.services[POOL]
+        worker.stop()
+
+    @staticmethod
+    def _run(pool: Pool, fn: Any, arg: Any) -> Any:
+        """Apply through the pool and wait for its callback (or error callback)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def ok(result: Any) -> None:
+            box["result"] = result
+            done.set()
+
+        def failed(exc: BaseException) -> None:
+            box["error"] = exc
+            done.set()
+
+        pool.apply(fn, arg, ok, failed)
+        assert done.wait(10), "the pool never called back"
+        return box
+
+    def test_runs_a_function_and_reports_its_result(self, pool: Pool) -> None:
+        assert self._run(pool, lambda x: x * 2, 21) == {"result": 42}
+
+    def test_reports_a_function_that_raises_through_the_error_callback(self, pool: Pool) -> None:
+        def explode(_: Any) -> None:
+            raise RuntimeError("boom")
+
+        box = self._run(pool, explode, None)
+        assert isinstance(box.get("error"), RuntimeError)
+
+    def test_runs_up_to_concurrency_at_once(self, pool: Pool) -> None:
+        if pool.concurrency < 2:
+            pytest.skip("a pool of one slot runs one thing at a time by design")
+        assert peak_concurrency(pool, pool.concurrency + 1) == pool.concurrency
+
+    def test_info_names_the_implementation(self, pool: Pool, pool_name: str) -> None:
+        info = pool.info()
+        assert info["implementation"] == pool_name
+        assert info["max-concurrency"] == pool.concurrency
+
+    def test_runs_tasks_for_a_real_worker(self, pool_name: str, tmp_path: Any) -> None:
+        app = App(
+            "contract",
+            broker=f"embedded:///{tmp_path}/broker.db",
+            backend=f"embedded:///{tmp_path}/results.db",
+        )
+
+        @app.task
+        def mul(x: int, y: int) -> int:
+            return x * y
+
+        @app.task
+        def fails() -> None:
+            raise KeyError("missing")
+
+        worker = Worker(
+            app=app, settings={"worker_pool": pool_name, "worker_concurrency": self.concurrency}
+        )
+        worker.start()
+        try:
+            results = [mul.delay(i, 3) for i in range(50)]
+            assert [r.get(timeout=20) for r in results] == [i * 3 for i in range(50)]
+            with pytest.raises(KeyError, match="missing"):
+                fails.delay().get(timeout=20)
+        finally:
+            worker.stop()
+            app.close()
+
+
+class BrokerContract:
+    """Provide `broker_url`: a URL of a reachable broker with empty queues for each test."""
+
+    @pytest.fixture
+    def broker_url(self) -> str:
+        raise NotImplementedError("subclasses provide the broker_url fixture")
+
+    @pytest.fixture
+    def app(self, broker_url: str) -> Iterator[App]:
+        app = App("contract", broker=broker_url, backend="memory://")
+        yield app
+        app.close()
+
+    @pytest.fixture
+    def queue(self) -> str:
+        return f"contract-{uuid.uuid4().hex[:8]}"
+
+    def open(self, app: App) -> Broker:
+        broker = app.open_broker(app.pm)
+        broker.connect()
+        return broker
+
+    @staticmethod
+    def send(broker: Broker, queue: str, n: int) -> None:
+        for i in range(n):
+            broker.publish(
+                f'{{"n": {i}}}'.encode(),
+                routing_key=queue,
+                headers={"task": "t", "id": str(i), "custom": [i]},
+                properties={"correlation_id": str(i), "priority": 0},
+                content_type="application/json",
+                content_encoding="utf-8",
+                declare=[queue],
+            )
+
+    @staticmethod
+    def drain(
+        broker: Broker,
+        queue: str,
+        want: int,
+        *,
+        ack: bool = True,
+        prefetch: int = 100,
+        timeout: float = 10,
+    ) -> list[Any]:
+        got: list[Any] = []
+
+        def on_message(message: Any) -> None:
+            got.append(message)
+            if ack:
+                message.ack()
+
+        broker.consume([queue], on_message, prefetch)
+        deadline = time.monotonic() + timeout
+        while len(got) < want and time.monotonic() < deadline:
+            broker.poll(0.1)
+        return got
+
+    def test_delivers_body_headers_and_properties_intact(self, app: App, queue: str) -> None:
+        sender, receiver = self.open(app), self.open(app)
+        self.send(sender, queue, 1)
+        (message,) = self.drain(receiver, queue, 1)
+        assert message.body == b'{"n": 0}'
+        assert message.headers["custom"] == [0] and message.headers["id"] == "0"
+        assert message.properties["correlation_id"] == "0"
+        assert message.content_type == "application/json"
+        receiver.close()
+        sender.close()
+
+    def test_delivers_in_order_and_only_once(self, app: App, queue: str) -> None:
+        sender, receiver = self.open(app), self.open(app)
+        self.send(sender, queue, 50)
+        got = self.drain(receiver, queue, 50)
+        assert [m.headers["id"] for m in got] == [str(i) for i in range(50)]
+        receiver.poll(0.3)
+        assert len(got) == 50
+        receiver.close()
+        sender.close()
+
+    def test_unacknowledged_messages_come_back_after_close(self, app: App, queue: str) -> None:
+        sender, first = self.open(app), self.open(app)
+        self.send(sender, queue, 3)
+        assert len(self.drain(first, queue, 3, ack=False)) == 3
+        first.close()  # no ack: at-least-once means another consumer gets them
+        second = self.open(app)
+        again = self.drain(second, queue, 3)
+        assert sorted(m.headers["id"] for m in again) == ["0", "1", "2"]
+        second.close()
+        sender.close()
+
+    def test_reject_with_requeue_delivers_again(self, app: App, queue: str) -> None:
+        sender, receiver = self.open(app), self.open(app)
+        self.send(sender, queue, 1)
+        seen: list[Any] = []
+
+        def on_message(message: Any) -> None:
+            seen.append(message)
+            if len(seen) == 1:
+                message.reject(requeue=True)
+            else:
+                message.ack()
+
+        receiver.consume([queue], on_message, 10)
+
+        def delivered_twice() -> bool:
+            receiver.poll(0.05)
+            return len(seen) >= 2
+
+        assert _wait(delivered_twice, timeout=10)
+        assert seen[0].headers["id"] == seen[1].headers["id"] == "0"
+        receiver.close()
+        sender.close()
+
+    def test_prefetch_bounds_unacknowledged_deliveries(self, app: App, queue: str) -> None:
+        sender, receiver = self.open(app), self.open(app)
+        self.send(sender, queue, 10)
+        got = self.drain(receiver, queue, 10, ack=False, prefetch=3, timeout=1.5)
+        assert len(got) == 3
+        got[0].ack()
+        deadline = time.monotonic() + 5
+        while len(got) < 4 and time.monotonic() < deadline:
+            receiver.poll(0.1)
+        assert len(got) == 4
+        receiver.close()
+        sender.close()
+
+    def test_purge_deletes_waiting_messages(self, app: App, queue: str) -> None:
+        broker = self.open(app)
+        self.send(broker, queue, 7)
+        assert broker.purge([queue]) == 7
+        assert self.drain(broker, queue, 1, timeout=0.5) == []
+        broker.close()
+
+    def test_wakeup_interrupts_a_blocked_poll(self, app: App, queue: str) -> None:
+        broker = self.open(app)
+        broker.consume([queue], lambda m: m.ack(), 10)
+        if not getattr(broker, "wakes_up", True):
+            broker.close()
+            pytest.skip("this broker cannot be woken; the worker polls it briefly instead")
+        threading.Timer(0.2, broker.wakeup).start()
+        began = time.monotonic()
+        broker.poll(10)
+        assert time.monotonic() - began < 3
+        broker.close()
+
+    def test_publishing_from_many_threads(self, app: App, queue: str) -> None:
+        broker = self.open(app)
+        threads = [threading.Thread(target=self.send, args=(broker, queue, 20)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        receiver = self.open(app)
+        assert len(self.drain(receiver, queue, 80)) == 80
+        receiver.close()
+        broker.close()
+
+
+class BackendContract:
+    """Provide `backend_url`: a URL of a reachable result backend, empty for each test."""
+
+    @pytest.fixture
+    def backend_url(self) -> str:
+        raise NotImplementedError("subclasses provide the backend_url fixture")
+
+    @pytest.fixture
+    def backend(self, backend_url: str) -> Iterator[ResultBackend]:
+        app = App("contract", broker="memory://", backend=backend_url)
+        backend = app.open_backend(app.pm)
+        yield backend
+        backend.close()
+
+    @staticmethod
+    def put(backend: ResultBackend, task_id: str, state: str, result: Any) -> None:
+        backend.store([(task_id, state, backend.encode(result_meta(task_id, state, result)))])
+
+    def test_unknown_task_reads_as_nothing_stored(self, backend: ResultBackend) -> None:
+        assert backend.get(str(uuid.uuid4())) is None
+
+    def test_stores_and_reads_celerys_meta(self, backend: ResultBackend) -> None:
+        from datetime import datetime, timezone
+
+        task_id = str(uuid.uuid4())
+        when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        self.put(backend, task_id, SUCCESS, {"sum": 5, "at": when})
+        meta = backend.get(task_id)
+        assert meta is not None
+        assert meta["status"] == SUCCESS and meta["task_id"] == task_id
+        assert meta["result"] == {"sum": 5, "at": when}  # kombu's type tags survive
+        assert list(meta) == ["status", "result", "traceback", "children", "date_done", "task_id"]
+
+    def test_success_is_never_replaced(self, backend: ResultBackend) -> None:
+        task_id = str(uuid.uuid4())
+        self.put(backend, task_id, STARTED, None)
+        self.put(backend, task_id, SUCCESS, 1)
+        self.put(backend, task_id, FAILURE, ValueError("late duplicate"))
+        meta = backend.get(task_id)
+        assert meta is not None and (meta["status"], meta["result"]) == (SUCCESS, 1)
+
+    def test_stores_a_batch(self, backend: ResultBackend) -> None:
+        ids = [str(uuid.uuid4()) for _ in range(100)]
+        backend.store(
+            [(i, SUCCESS, backend.encode(result_meta(i, SUCCESS, n))) for n, i in enumerate(ids)]
+        )
+        assert [backend.get(i)["result"] for i in ids] == list(range(100))  # type: ignore[index]
+
+    def test_forget_deletes(self, backend: ResultBackend) -> None:
+        task_id = str(uuid.uuid4())
+        self.put(backend, task_id, SUCCESS, 1)
+        backend.forget(task_id)
+        assert backend.get(task_id) is None
+
+    def test_wait_for_returns_when_another_thread_stores(self, backend: ResultBackend) -> None:
+        task_id = str(uuid.uuid4())
+        threading.Timer(0.3, self.put, (backend, task_id, SUCCESS, "late")).start()
+        meta = backend.wait_for(task_id, deadline=time.monotonic() + 10, interval=0.05)
+        assert meta is not None and meta["result"] == "late"
+
+    def test_wait_for_gives_up_at_the_deadline(self, backend: ResultBackend) -> None:
+        began = time.monotonic()
+        assert backend.wait_for(str(uuid.uuid4()), deadline=began + 0.3, interval=0.05) is None
+        assert 0.25 < time.monotonic() - began < 3

@@ -1,0 +1,45 @@
+"""Small helpers for plugin tests: waiting for a condition, measuring a pool's parallelism."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..roles import Pool
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
+    """Poll `predicate` until it is true or `timeout` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def peak_concurrency(pool: Pool, jobs: int, timeout: float = 10.0) -> int:
+    """Submit `jobs` functions that block together; return how many ran at once at the peak.
+
+    Waits until all `jobs` run or the count stops rising, then releases them and waits for
+    every callback."""
+    running, peak, lock, gate = [0], [0], threading.Lock(), threading.Event()
+
+    def hold(_: Any) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        gate.wait(timeout)
+        with lock:
+            running[0] -= 1
+
+    finished: list[Any] = []
+    for _ in range(jobs):
+        pool.apply(hold, None, finished.append, finished.append)
+    wait_until(lambda: peak[0] >= jobs, timeout=min(timeout, 2.0))
+    gate.set()
+    if not wait_until(lambda: len(finished) == jobs, timeout=timeout):
+        raise AssertionError(f"only {len(finished)} of {jobs} jobs called back")
+    return peak[0]

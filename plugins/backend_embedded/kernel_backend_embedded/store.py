@@ -1,0 +1,86 @@
+"""Result metas in SQLite: one row per task, written in batches, SUCCESS never replaced."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kernel.backend import BaseBackend
+from kernel.localfile import path_from_url
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    task_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    meta BLOB NOT NULL,
+    expires_at REAL
+)
+"""
+# A stored SUCCESS is final: a late duplicate (a redelivered task) must not turn it back.
+UPSERT = """
+INSERT INTO results (task_id, status, meta, expires_at) VALUES (?, ?, ?, ?)
+ON CONFLICT(task_id) DO UPDATE SET
+    status = excluded.status, meta = excluded.meta, expires_at = excluded.expires_at
+WHERE results.status != 'SUCCESS'
+"""
+SWEEP_EVERY = 60.0
+
+
+class EmbeddedBackend(BaseBackend):
+    """`embedded://` results: `.taskkernel/results.db` unless the URL names a file."""
+
+    def __init__(self, app: Any, url: str) -> None:
+        super().__init__(app, url)
+        self.path = path_from_url(url, "results.db")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._next_sweep = 0.0
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # one connection per thread: sqlite3 connections must not be shared across threads
+            db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(SCHEMA)
+            self._local.db = db
+        return db
+
+    def store(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        if not items:
+            return
+        now = time.time()
+        expires_at = now + self.expires if self.expires else None
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(UPSERT, [(tid, state, data, expires_at) for tid, state, data in items])
+            if now >= self._next_sweep:
+                self._next_sweep = now + SWEEP_EVERY
+                db.execute("DELETE FROM results WHERE expires_at < ?", (now,))
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        row = (
+            self._db()
+            .execute("SELECT meta, expires_at FROM results WHERE task_id = ?", (task_id,))
+            .fetchone()
+        )
+        if row is None or (row[1] is not None and row[1] < time.time()):
+            return None
+        return self.decode(row[0])
+
+    def forget(self, task_id: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM results WHERE task_id = ?", (task_id,))
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
