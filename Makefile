@@ -20,6 +20,9 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+demo: install
+	cd examples && ../$(PY) demo.py
+
 lint: install
 	$(PIP) install ruff mypy
 	$(VENV)/bin/ruff check kernel plugins tests

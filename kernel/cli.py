@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -10,10 +11,13 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from .app import App
 from .banner import core_version, render, step_lines
 from .errors import KernelError, UsageError
 from .hints import option_owner
+from .loader import load_app
 from .plugins import plugins_from_env
+from .results import AsyncResult
 from .worker import Worker
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -27,11 +31,13 @@ _PRESCAN = {
     "-P": "pool",
     "--set": "set",
     "-s": "set",
+    "--app": "app",
+    "-A": "app",
 }
 
 
 def _prescan(args: Sequence[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {"plugin": [], "pool": [], "set": []}
+    found: dict[str, list[str]] = {"plugin": [], "pool": [], "set": [], "app": []}
     it = iter(args)
     for arg in it:
         if arg == "--":
@@ -78,11 +84,33 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Set a setting (checked against the settings plugins declare).",
         ),
         click.option(
+            "-A",
+            "--app",
+            "app_spec",
+            default=None,
+            metavar="MODULE[:APP]",
+            help="The app whose tasks the worker runs, e.g. proj.tasks:app.",
+        ),
+        click.option(
             "-P",
             "--pool",
             default=None,
             metavar="NAME",
-            help="Pool that runs tasks: picks plugin pool.NAME.",
+            help="Pool that runs tasks: picks plugin pool.NAME (default threads).",
+        ),
+        click.option(
+            "-c",
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Pool slots (default: the number of CPUs).",
+        ),
+        click.option(
+            "-Q",
+            "--queues",
+            default=None,
+            metavar="Q1,Q2",
+            help="Queues to consume (default: the default queue).",
         ),
         click.option("-n", "--hostname", default=None, help="Node name (%h: this host)."),
         click.option(
@@ -107,7 +135,8 @@ class PluginCommand(click.Command):
         settings: dict[str, Any] = parse_assignments(pre["set"])
         if pre["pool"]:
             settings["worker_pool"] = pre["pool"][-1]
-        worker = Worker(settings=settings, plugins=[*plugins_from_env(), *pre["plugin"]])
+        app = load_app(pre["app"][-1]) if pre["app"] else None
+        worker = Worker(app=app, settings=settings, plugins=[*plugins_from_env(), *pre["plugin"]])
         worker.load_plugins()
         extra = [
             param for _, found in worker.pm.call_each("kernel_cli_options") for param in found or ()
@@ -124,7 +153,13 @@ class PluginCommand(click.Command):
             raise click.NoSuchOption(exc.option_name, message, exc.possibilities, ctx) from None
 
 
-def _worker(ctx: click.Context, hostname: str | None, loglevel: str) -> Worker:
+def _worker(
+    ctx: click.Context,
+    hostname: str | None,
+    loglevel: str,
+    concurrency: int | None = None,
+    queues: str | None = None,
+) -> Worker:
     """The worker prepared while parsing, with the remaining options applied as settings."""
     logging.basicConfig(
         level=loglevel.upper(),
@@ -143,6 +178,10 @@ def _worker(ctx: click.Context, hostname: str | None, loglevel: str) -> Worker:
             worker.settings[name] = value
     if hostname:
         worker.settings["worker_hostname"] = hostname
+    if concurrency:
+        worker.settings["worker_concurrency"] = concurrency
+    if queues:
+        worker.settings["worker_queues"] = queues
     return worker.build()
 
 
@@ -155,9 +194,17 @@ def cli() -> None:
 @cli.command(cls=PluginCommand)
 @_common
 @click.pass_context
-def start(ctx: click.Context, /, hostname: str | None, loglevel: str, **_: Any) -> int:
+def start(
+    ctx: click.Context,
+    /,
+    hostname: str | None,
+    loglevel: str,
+    concurrency: int | None,
+    queues: str | None,
+    **_: Any,
+) -> int:
     """Start a worker: SIGTERM/SIGINT stop it warmly, a second one or SIGQUIT coldly."""
-    worker = _worker(ctx, hostname, loglevel)
+    worker = _worker(ctx, hostname, loglevel, concurrency, queues)
     click.echo(render(worker))
     sys.stdout.flush()
     return worker.run()
@@ -167,9 +214,18 @@ def start(ctx: click.Context, /, hostname: str | None, loglevel: str, **_: Any) 
 @_common
 @click.option("--dot", is_flag=True, help="Print the graph in Graphviz DOT.")
 @click.pass_context
-def graph(ctx: click.Context, /, hostname: str | None, loglevel: str, dot: bool, **_: Any) -> int:
+def graph(
+    ctx: click.Context,
+    /,
+    hostname: str | None,
+    loglevel: str,
+    concurrency: int | None,
+    queues: str | None,
+    dot: bool,
+    **_: Any,
+) -> int:
     """Show the order the worker's steps start in (they stop in reverse)."""
-    worker = _worker(ctx, hostname, loglevel)
+    worker = _worker(ctx, hostname, loglevel, concurrency, queues)
     assert worker.boot is not None
     if dot:
         click.echo(worker.boot.to_dot())
@@ -183,7 +239,15 @@ def graph(ctx: click.Context, /, hostname: str | None, loglevel: str, dot: bool,
 @cli.command(cls=PluginCommand)
 @_common
 @click.pass_context
-def plugins(ctx: click.Context, /, hostname: str | None, loglevel: str, **_: Any) -> int:
+def plugins(
+    ctx: click.Context,
+    /,
+    hostname: str | None,
+    loglevel: str,
+    concurrency: int | None,
+    queues: str | None,
+    **_: Any,
+) -> int:
     """List installed plugins: enabled or not, distribution, version, steps and hooks."""
     worker: Worker = ctx.meta["kernel.worker"]
     pm = worker.pm
@@ -200,6 +264,175 @@ def plugins(ctx: click.Context, /, hostname: str | None, loglevel: str, **_: Any
         click.echo(f"{name:<20} {state:<9}  {dist}")
         for line in _describe_plugin(worker, name):
             click.echo(f"    {line}")
+    return 0
+
+
+def _client(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the client commands: which app (or which broker and backend) to talk to."""
+    options = [
+        click.option(
+            "-A",
+            "--app",
+            "app_spec",
+            default=None,
+            metavar="MODULE[:APP]",
+            help="The app to use (default: an app on the embedded broker).",
+        ),
+        click.option("-b", "--broker", default=None, help="Broker URL (overrides the app's)."),
+        click.option("--backend", default=None, help="Result backend URL (overrides the app's)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _client_app(app_spec: str | None, broker: str | None, backend: str | None) -> App:
+    app = load_app(app_spec) if app_spec else App()
+    if broker:
+        app.conf.broker_url = broker
+    if backend:
+        app.conf.result_backend = backend
+    return app
+
+
+def _json_arg(value: str | None, name: str, kind: type) -> Any:
+    if value is None:
+        return kind()
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON ({exc.msg})", param_hint=name) from None
+    if not isinstance(parsed, kind):
+        raise click.BadParameter(
+            f"expected a JSON {'array' if kind is list else 'object'}", param_hint=name
+        )
+    return parsed
+
+
+def _show_result(result: AsyncResult, timeout: float | None) -> int:
+    from .exceptions import TimeoutError as ResultTimeout
+
+    try:
+        value = result.get(timeout=timeout, propagate=False)
+    except ResultTimeout:
+        click.echo(f"{result.id}: no result after {timeout}s (state {result.state})", err=True)
+        return 1
+    if result.failed() or result.state == "REVOKED":
+        click.echo(f"{result.state}: {value!r}")
+        if result.traceback:
+            click.echo(result.traceback.rstrip(), err=True)
+        return 1
+    click.echo(json.dumps(value, default=repr))
+    return 0
+
+
+@cli.command()
+@_client
+@click.argument("task_name", metavar="TASK")
+@click.option("--args", "args_json", default=None, help="Positional arguments as a JSON array.")
+@click.option("--kwargs", "kwargs_json", default=None, help="Keyword arguments as a JSON object.")
+@click.option("-Q", "--queue", default=None, help="Queue to send to (default: the routed one).")
+@click.option(
+    "--countdown", type=float, default=None, help="Run no sooner than N seconds from now."
+)
+@click.option("--eta", default=None, help="Run no sooner than this ISO-8601 time.")
+@click.option("--expires", type=float, default=None, help="Revoke if not started within N seconds.")
+@click.option("--priority", type=click.IntRange(0, 255), default=None)
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after N seconds.")
+def call(
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    task_name: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    countdown: float | None,
+    eta: str | None,
+    expires: float | None,
+    priority: int | None,
+    wait: bool,
+    timeout: float | None,
+) -> int:
+    """Send task TASK by name and print its id (or, with --wait, its result)."""
+    from .protocol import parse_time
+
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    app = _client_app(app_spec, broker, backend)
+    try:
+        when = parse_time(eta, "--eta") if eta else None
+    except Exception as exc:
+        raise click.BadParameter(str(exc), param_hint="--eta") from None
+    options: dict[str, Any] = {
+        "queue": queue,
+        "countdown": countdown,
+        "eta": when,
+        "expires": expires,
+        "priority": priority,
+    }
+    result = app.send_task(
+        task_name, args, kwargs, **{k: v for k, v in options.items() if v is not None}
+    )
+    if not wait:
+        click.echo(result.id)
+        return 0
+    try:
+        return _show_result(result, timeout)
+    finally:
+        app.close()
+
+
+@cli.command()
+@_client
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait until the task is done.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after N seconds.")
+def result(
+    app_spec: str | None,
+    broker: str | None,
+    backend: str | None,
+    task_id: str,
+    wait: bool,
+    timeout: float | None,
+) -> int:
+    """Print a task's state, and its result once it has one."""
+    app = _client_app(app_spec, broker, backend)
+    handle = app.AsyncResult(task_id)
+    if wait or handle.ready():
+        return _show_result(handle, timeout)
+    click.echo(handle.state)
+    return 0
+
+
+@cli.command()
+@_client
+@click.option(
+    "-Q",
+    "--queues",
+    default=None,
+    metavar="Q1,Q2",
+    help="Queues to purge (default: the default queue).",
+)
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def purge(
+    app_spec: str | None, broker: str | None, backend: str | None, queues: str | None, force: bool
+) -> int:
+    """Delete every waiting message from the queues. There is no undo."""
+    app = _client_app(app_spec, broker, backend)
+    names = (
+        [q.strip() for q in queues.split(",") if q.strip()]
+        if queues
+        else [app.conf.task_default_queue]
+    )
+    if not force:
+        click.confirm(
+            f"Delete every waiting task in {', '.join(names)}? There is no undo", abort=True
+        )
+    count = app.broker.purge(names)
+    click.echo(f"Purged {count} message(s) from {', '.join(names)}.")
+    app.close()
     return 0
 
 

@@ -1,0 +1,236 @@
+"""`kernel start` as a user runs it, on the embedded broker: results, failures, time, crashes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from kernel.exceptions import TaskRevokedError
+
+PROJ = """
+import os, time
+from pathlib import Path
+from kernel import App
+
+HERE = Path(__file__).parent
+app = App("proj", broker=f"embedded:///{HERE}/broker.db", backend=f"embedded:///{HERE}/results.db")
+
+@app.task(name="proj.add")
+def add(x, y):
+    return x + y
+
+@app.task(name="proj.fail")
+def fail(message):
+    raise ValueError(message)
+
+@app.task(name="proj.retrier", bind=True, max_retries=3)
+def retrier(self, times):
+    if self.request.retries < times:
+        raise self.retry(countdown=1)
+    return self.request.retries
+
+@app.task(name="proj.clock")
+def clock():
+    return time.time()
+
+@app.task(name="proj.job", acks_late=True)
+def job(marker, seconds):
+    with open(marker, "a") as fh:
+        fh.write(f"start {os.getpid()}\\n")
+    time.sleep(seconds)
+    with open(marker, "a") as fh:
+        fh.write("end\\n")
+    return "done"
+"""
+
+
+class WorkerProcess:
+    """A `kernel start` subprocess whose log lines are collected as they come."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("KERNEL_PLUGINS", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kernel", "start", "-A", "proj:app", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for(" ready", timeout=30)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            assert self.proc.poll() is None or text in self.log, f"worker exited:\n{self.log}"
+            assert time.monotonic() < deadline, f"{text!r} not logged:\n{self.log}"
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> ModuleType:
+    (tmp_path / "proj.py").write_text(PROJ)
+    spec = importlib.util.spec_from_file_location(f"proj_{uuid.uuid4().hex}", tmp_path / "proj.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    module.app.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Any]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path, *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait(10)
+
+
+def test_a_thousand_tasks_all_correct(proj: ModuleType, start_worker: Any) -> None:
+    start_worker("-c", "4")
+    results = [proj.add.delay(i, i) for i in range(1000)]
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(1000)]
+
+
+def test_a_raising_task_reraises_from_get(proj: ModuleType, start_worker: Any) -> None:
+    worker = start_worker()
+    result = proj.fail.delay("bad value 7")
+    with pytest.raises(ValueError, match="bad value 7"):
+        result.get(timeout=20)
+    assert result.state == "FAILURE" and "ValueError: bad value 7" in (result.traceback or "")
+    worker.wait_for("failed in")
+
+
+def test_retry_with_countdown(proj: ModuleType, start_worker: Any) -> None:
+    start_worker()
+    began = time.monotonic()
+    assert proj.retrier.delay(2).get(timeout=30) == 2
+    assert time.monotonic() - began >= 2.0  # two retries, one second apart
+
+
+def test_eta_runs_at_its_time_not_before(proj: ModuleType, start_worker: Any) -> None:
+    start_worker()
+    sent = time.time()
+    ran = proj.clock.apply_async(countdown=2).get(timeout=20)
+    assert sent + 2.0 <= ran < sent + 3.5
+
+
+def test_expired_task_is_revoked_not_run(proj: ModuleType, start_worker: Any) -> None:
+    worker = start_worker()
+    result = proj.add.apply_async((1, 1), expires=-1)
+    with pytest.raises(TaskRevokedError, match="expired"):
+        result.get(timeout=20)
+    assert result.state == "REVOKED"
+    worker.wait_for("expired at")
+
+
+def test_acks_late_task_survives_sigkill_of_its_worker(
+    proj: ModuleType, start_worker: Any, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    first = start_worker()
+    result = proj.job.delay(str(marker), 2)
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), first.log
+    first.stop(signal.SIGKILL)
+    assert marker.read_text().splitlines() == [f"start {first.proc.pid}"]  # killed mid-task
+    second = start_worker()
+    assert result.get(timeout=30) == "done"
+    lines = marker.read_text().splitlines()
+    assert lines[0] == f"start {first.proc.pid}" and lines[-1] == "end"
+    assert f"start {second.proc.pid}" in lines
+
+
+def test_bad_messages_are_rejected_and_the_worker_goes_on(
+    proj: ModuleType, start_worker: Any
+) -> None:
+    worker = start_worker()
+    broker, queue = proj.app.broker, proj.app.conf.task_default_queue
+
+    def raw(body: bytes, headers: dict[str, Any], content_type: str = "application/json") -> None:
+        broker.publish(
+            body,
+            routing_key=queue,
+            headers=headers,
+            properties={},
+            content_type=content_type,
+            content_encoding="utf-8",
+            declare=[queue],
+        )
+
+    raw(b"[[1, 2]]", {"task": "proj.add", "id": "malformed-body"})
+    raw(b"[[], {}, {}]", {"task": "proj.nope", "id": "unknown-task"})
+    raw(
+        b"\x80\x04K\x01.",
+        {"task": "proj.add", "id": "not-accepted"},
+        content_type="application/x-python-serialize",
+    )
+    raw(b"[[1, 2], {}, {}]", {"task": "proj.add", "id": "bad-eta", "eta": "half past nine"})
+    assert proj.add.delay(40, 2).get(timeout=20) == 42
+    log = worker.log
+    assert "rejected message malformed-body: malformed body" in log
+    assert "rejected message unknown-task: unknown task 'proj.nope'" in log
+    assert (
+        "rejected message not-accepted: content type "
+        "'application/x-python-serialize' is not accepted" in log
+    )
+    assert "rejected message bad-eta: unparseable eta 'half past nine'" in log
+    assert worker.proc.poll() is None
+
+
+def test_warm_shutdown_finishes_the_running_task_and_stores_its_result(
+    proj: ModuleType, start_worker: Any, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    worker = start_worker()
+    result = proj.job.delay(str(marker), 1.5)
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    began = time.monotonic()
+    assert worker.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - began >= 1.0  # it waited for the task
+    assert marker.read_text().splitlines()[-1] == "end"
+    assert result.state == "SUCCESS" and result.get(timeout=1) == "done"
