@@ -161,3 +161,25 @@ def test_bad_values_name_the_allowed_ones(hello_site: Path, run_kernel: Any) -> 
     assert_one_line_error(
         run_kernel(["start", "-s", "hello_greeting=hi"], hello_site), "belongs to plugin 'hello'"
     )
+
+
+def test_plugins_from_the_environment_and_hook_tracing(hello_site: Path, kernel_env: Any) -> None:
+    env = {**kernel_env(hello_site), "KERNEL_PLUGINS": "hello", "KERNEL_TRACE_HOOKS": "1"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "kernel", "graph"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "clock" in shown.stdout and "announcer" in shown.stdout
+    assert "kernel_steps" in shown.stderr  # every hook call is traced
+    blocked = subprocess.run(
+        [sys.executable, "-m", "kernel", "graph", "--plugin", "no:hello"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert blocked.returncode == 2 and "plugin 'hello' is blocked" in blocked.stderr

@@ -314,3 +314,24 @@ def test_json_round_trip_of_encode_body_matches_kombu() -> None:
     _, _, body = task_message(task_id="1", name="t", origin="o")
     raw, *_ = encode_body(body, "json")
     assert json.loads(raw) == body
+
+
+def test_child_init_runs_once_where_tasks_run(app: App, run_worker: Any) -> None:
+    import threading
+
+    inits: list[tuple[Any, str]] = []
+
+    class Setup:
+        plugin_name = "setup"
+
+        @hookimpl
+        def kernel_child_init(self, worker: Any) -> None:
+            inits.append((worker, threading.current_thread().name))
+
+    @app.task
+    def ping() -> str:
+        return "pong"
+
+    worker = run_worker(app, Setup(), concurrency=3)
+    assert ping.delay().get(timeout=5) == "pong"
+    assert [w for w, _ in inits] == [worker]  # threads share one process: once

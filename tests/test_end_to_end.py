@@ -234,3 +234,84 @@ def test_warm_shutdown_finishes_the_running_task_and_stores_its_result(
     assert time.monotonic() - began >= 1.0  # it waited for the task
     assert marker.read_text().splitlines()[-1] == "end"
     assert result.state == "SUCCESS" and result.get(timeout=1) == "done"
+
+
+def kernel(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KERNEL_PLUGINS"}
+    return subprocess.run(
+        [sys.executable, "-m", "kernel", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_call_and_result_commands(proj: ModuleType, start_worker: Any, tmp_path: Path) -> None:
+    start_worker()
+    waited = kernel(tmp_path, "call", "-A", "proj:app", "proj.add", "--args", "[2, 3]", "--wait")
+    assert (waited.returncode, waited.stdout.strip()) == (0, "5"), waited.stderr
+    failed = kernel(
+        tmp_path,
+        "call",
+        "-A",
+        "proj:app",
+        "proj.fail",
+        "--args",
+        '["nope"]',
+        "--wait",
+        "--timeout",
+        "20",
+    )
+    assert failed.returncode == 1 and "FAILURE: ValueError('nope')" in failed.stdout
+    sent = kernel(tmp_path, "call", "-A", "proj:app", "proj.add", "--kwargs", '{"x": 1, "y": 1}')
+    task_id = sent.stdout.strip()
+    assert sent.returncode == 0 and len(task_id) == 36
+    shown = kernel(tmp_path, "result", "-A", "proj:app", task_id, "--wait", "--timeout", "20")
+    assert (shown.returncode, shown.stdout.strip()) == (0, "2")
+
+
+def test_purge_deletes_waiting_tasks(proj: ModuleType, tmp_path: Path) -> None:
+    for i in range(3):
+        proj.add.delay(i, i)
+    purged = kernel(tmp_path, "purge", "-A", "proj:app", "-f")
+    assert purged.returncode == 0 and "Purged 3 message(s) from celery." in purged.stdout
+    again = kernel(tmp_path, "purge", "-A", "proj:app", "-f")
+    assert "Purged 0 message(s)" in again.stdout
+
+
+def test_graph_shows_the_worker_an_app_would_run(proj: ModuleType, tmp_path: Path) -> None:
+    shown = kernel(tmp_path, "graph", "-A", "proj:app", "--pool", "solo")
+    names = [line.split()[1] for line in shown.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert names == ["backend", "broker", "pool.solo", "consumer"], shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["start", "-A", "nosuch:app"],
+            "cannot import app 'nosuch:app': ModuleNotFoundError: No module named 'nosuch'",
+        ),
+        (
+            ["start", "-A", "proj:app", "--pool", "nosuch"],
+            "unknown pool 'nosuch' (worker_pool); choose one of:",
+        ),
+        (["start", "-A", "proj:app", "-c", "0"], "Invalid value for '-c' / '--concurrency'"),
+        (["start", "-A", "proj:missing"], "'proj:missing' is not a kernel.App"),
+        (["call", "proj.add", "--args", "[2, 3"], "Invalid value for --args: not JSON"),
+        (
+            ["call", "proj.add", "--kwargs", "[1]"],
+            "Invalid value for --kwargs: expected a JSON object",
+        ),
+    ],
+)
+def test_mistakes_get_one_line_and_status_2(
+    proj: ModuleType, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = kernel(tmp_path, *args)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
