@@ -335,3 +335,25 @@ def test_child_init_runs_once_where_tasks_run(app: App, run_worker: Any) -> None
     worker = run_worker(app, Setup(), concurrency=3)
     assert ping.delay().get(timeout=5) == "pong"
     assert [w for w, _ in inits] == [worker]  # threads share one process: once
+
+
+def test_worker_consumes_only_its_queues(app: App) -> None:
+    @app.task
+    def where(tag: str) -> str:
+        return tag
+
+    suffix = uuid.uuid4().hex[:6]
+    mine, other = f"mine-{suffix}", f"other-{suffix}"
+    worker = Worker(
+        app=app,
+        settings={"worker_pool": "solo", "worker_queues": f"{mine},{app.conf.task_default_queue}"},
+    )
+    worker.start()
+    try:
+        assert where.apply_async(("a",), queue=mine).get(timeout=5) == "a"
+        assert where.delay("default").get(timeout=5) == "default"
+        elsewhere = where.apply_async(("b",), queue=other)
+        time.sleep(0.5)
+        assert elsewhere.state == "PENDING"  # nobody consumes that queue
+    finally:
+        worker.stop()
