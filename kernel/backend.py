@@ -10,6 +10,7 @@ from kombu import serialization
 
 from .exceptions import BackendError
 from .results import READY_STATES
+from .roles import Stored
 
 if TYPE_CHECKING:
     from .app import App
@@ -46,7 +47,7 @@ class BaseBackend:
             raise BackendError(f"stored result is not a meta document: {meta!r}")
         return meta
 
-    def store(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+    def store(self, items: Sequence[Stored]) -> None:
         raise NotImplementedError
 
     def get(self, task_id: str) -> dict[str, Any] | None:
@@ -89,7 +90,7 @@ class DisabledBackend:
     def encode(self, meta: Mapping[str, Any]) -> bytes:
         return b""
 
-    def store(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+    def store(self, items: Sequence[Stored]) -> None:
         pass
 
     def get(self, task_id: str) -> dict[str, Any] | None:

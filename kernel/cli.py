@@ -480,5 +480,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UsageError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except KernelError as exc:  # e.g. the broker is unreachable: say so, without a traceback
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else 0)

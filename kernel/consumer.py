@@ -24,6 +24,7 @@ from .exceptions import InvalidTaskError, NotRegistered, TaskRevokedError, Worke
 from .execute import Executor, Outcome
 from .protocol import Request, decode_payload, decode_request, utcnow
 from .results import FAILURE, REJECTED, REVOKED, STARTED, SUCCESS, result_meta
+from .roles import Stored
 
 if TYPE_CHECKING:
     from .app import App
@@ -197,7 +198,7 @@ class Consumer:
         log.error("rejected message %s: %s", ident, reason)
         if request is not None and request.id:
             self._store_now(
-                request.id,
+                request,
                 result_meta(request.id, FAILURE, NotRegistered(request.name), request=request),
             )
         try:
@@ -216,7 +217,7 @@ class Consumer:
         )
         if request.id:
             self._store_now(
-                request.id,
+                request,
                 result_meta(request.id, REVOKED, TaskRevokedError("expired"), request=request),
             )
         message.ack()
@@ -243,6 +244,8 @@ class Consumer:
             return
         while self.ready and self.active < self.pool.concurrency:
             request, message, task = self.ready.popleft()
+            if not getattr(message, "valid", True):
+                continue  # its connection is gone; the broker delivers it again
             if self._expired(request, message):
                 continue
             if self.defer is not None:
@@ -260,7 +263,7 @@ class Consumer:
             )
             if task.option("track_started") and request.id and not ignored:
                 self._store_now(
-                    request.id,
+                    request,
                     result_meta(
                         request.id,
                         STARTED,
@@ -304,7 +307,9 @@ class Consumer:
         finished, self.finished = self.finished, []
         stored = True
         items = [
-            (o.task_id, o.state, o.encoded) for _, _, _, o in finished if o.encoded is not None
+            Stored(o.task_id, o.state, o.encoded, r.reply_to)
+            for r, _, _, o in finished
+            if o.encoded is not None
         ]
         try:
             self.backend.store(items)
@@ -357,9 +362,11 @@ class Consumer:
         except Exception:
             log.exception("could not acknowledge task %s[%s]", request.name, request.id)
 
-    def _store_now(self, task_id: str, meta: dict[str, Any]) -> None:
+    def _store_now(self, request: Request, meta: dict[str, Any]) -> None:
+        task_id = request.id or ""
         try:
-            self.backend.store([(task_id, str(meta["status"]), self.backend.encode(meta))])
+            data = self.backend.encode(meta)
+            self.backend.store([Stored(task_id, str(meta["status"]), data, request.reply_to)])
         except Exception:
             log.exception("could not store %s for task %s", meta.get("status"), task_id)
 

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from .bootsteps import ServiceKey
 
 
+class Stored(NamedTuple):
+    """One result to store: the task, its state, its encoded meta, and where to reply (rpc)."""
+
+    task_id: str
+    state: str
+    data: bytes
+    reply_to: str | None = None
+
+
 @runtime_checkable
 class Message(Protocol):
-    """A message handed to a consumer (kombu's Message has this shape)."""
+    """A message handed to a consumer (kombu's Message has this shape).
+
+    A broker whose deliveries belong to a connection (AMQP) may give messages a `valid`
+    attribute that turns False when that connection is lost: the broker has taken them back
+    and will deliver them again, so the consumer drops them instead of running them, and
+    acking or rejecting them does nothing.
+    """
 
     headers: dict[str, Any]
     properties: dict[str, Any]
@@ -80,8 +95,8 @@ class ResultBackend(Protocol):
     def encode(self, meta: Mapping[str, Any]) -> bytes:
         """Serialize a meta document (done where the task ran, so a bad result fails that task)."""
 
-    def store(self, items: Sequence[tuple[str, str, bytes]]) -> None:
-        """Store each (task_id, state, encoded meta); never replace a stored SUCCESS."""
+    def store(self, items: Sequence[Stored]) -> None:
+        """Store each result; never replace a stored SUCCESS."""
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         """The stored meta, or None if nothing is stored (the state is then PENDING)."""

@@ -231,10 +231,10 @@ class Worker:
             try:
                 step.start(self)
             except Exception as exc:
-                log.error(
-                    "step %s failed to start: %r; stopping the steps already started",
+                log.debug(
+                    "step %s failed to start; stopping the steps started before it",
                     step.name,
-                    exc,
+                    exc_info=True,
                 )
                 self.stop()
                 raise StepStartError(step.name, exc) from exc

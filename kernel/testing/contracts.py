@@ -20,7 +20,7 @@ import pytest
 
 from ..app import App
 from ..results import FAILURE, STARTED, SUCCESS, result_meta
-from ..roles import Broker, Pool, ResultBackend
+from ..roles import Broker, Pool, ResultBackend, Stored
 from ..worker import Worker
 from .helpers import peak_concurrency
 from .helpers import wait_until as _wait
@@ -277,22 +277,38 @@ class BrokerContract:
 
 
 class BackendContract:
-    """Provide `backend_url`: a URL of a reachable result backend, empty for each test."""
+    """Provide `backend_url`: a URL of a reachable result backend, empty for each test.
+
+    A backend that delivers results as messages (rpc://) also needs a broker: override
+    `broker_url` (default: the in-memory one)."""
 
     @pytest.fixture
     def backend_url(self) -> str:
         raise NotImplementedError("subclasses provide the backend_url fixture")
 
     @pytest.fixture
-    def backend(self, backend_url: str) -> Iterator[ResultBackend]:
-        app = App("contract", broker="memory://", backend=backend_url)
-        backend = app.open_backend(app.pm)
+    def broker_url(self) -> str:
+        return "memory://"
+
+    @pytest.fixture
+    def backend_app(self, backend_url: str, broker_url: str) -> Iterator[App]:
+        app = App("contract", broker=broker_url, backend=backend_url)
+        yield app
+        app.close()
+
+    @pytest.fixture
+    def backend(self, backend_app: App) -> Iterator[ResultBackend]:
+        backend = backend_app.open_backend(backend_app.pm)
+        self.reply_to = backend_app.oid  # where a worker would send this client's results
         yield backend
         backend.close()
 
-    @staticmethod
-    def put(backend: ResultBackend, task_id: str, state: str, result: Any) -> None:
-        backend.store([(task_id, state, backend.encode(result_meta(task_id, state, result)))])
+    def stored(self, backend: ResultBackend, task_id: str, state: str, result: Any) -> Stored:
+        meta = result_meta(task_id, state, result)
+        return Stored(task_id, state, backend.encode(meta), self.reply_to)
+
+    def put(self, backend: ResultBackend, task_id: str, state: str, result: Any) -> None:
+        backend.store([self.stored(backend, task_id, state, result)])
 
     def test_unknown_task_reads_as_nothing_stored(self, backend: ResultBackend) -> None:
         assert backend.get(str(uuid.uuid4())) is None
@@ -319,9 +335,7 @@ class BackendContract:
 
     def test_stores_a_batch(self, backend: ResultBackend) -> None:
         ids = [str(uuid.uuid4()) for _ in range(100)]
-        backend.store(
-            [(i, SUCCESS, backend.encode(result_meta(i, SUCCESS, n))) for n, i in enumerate(ids)]
-        )
+        backend.store([self.stored(backend, i, SUCCESS, n) for n, i in enumerate(ids)])
         assert [backend.get(i)["result"] for i in ids] == list(range(100))  # type: ignore[index]
 
     def test_forget_deletes(self, backend: ResultBackend) -> None:

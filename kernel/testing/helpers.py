@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from ..roles import Pool
 
@@ -43,3 +47,19 @@ def peak_concurrency(pool: Pool, jobs: int, timeout: float = 10.0) -> int:
     if not wait_until(lambda: len(finished) == jobs, timeout=timeout):
         raise AssertionError(f"only {len(finished)} of {jobs} jobs called back")
     return peak[0]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_server(name: str, host: str, port: int, timeout: float = 2.0) -> None:
+    """Skip the calling test when `name` is unreachable at host:port, with the reason; under
+    CI=true fail it instead, because CI must prove the paths that need real servers."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = f"{name} is unreachable at {host}:{port} ({exc})"
+        if in_ci():
+            pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+        pytest.skip(reason)

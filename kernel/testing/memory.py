@@ -11,6 +11,7 @@ from kombu.transport import memory
 from ..backend import BaseBackend
 from ..hookspecs import hookimpl
 from ..kombu_broker import KombuBroker
+from ..roles import Stored
 
 _RESULTS: dict[str, dict[str, tuple[str, bytes]]] = {}
 _LOCK = threading.Lock()
@@ -24,12 +25,12 @@ class MemoryBackend(BaseBackend):
         with _LOCK:
             self._data = _RESULTS.setdefault(url, {})
 
-    def store(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+    def store(self, items: Sequence[Stored]) -> None:
         with _LOCK:
-            for task_id, state, data in items:
-                current = self._data.get(task_id)
+            for item in items:
+                current = self._data.get(item.task_id)
                 if current is None or current[0] != "SUCCESS":
-                    self._data[task_id] = (state, data)
+                    self._data[item.task_id] = (item.state, item.data)
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         found = self._data.get(task_id)

@@ -10,6 +10,7 @@ from typing import Any
 
 from kernel.backend import BaseBackend
 from kernel.localfile import path_from_url
+from kernel.roles import Stored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -52,7 +53,7 @@ class EmbeddedBackend(BaseBackend):
             self._local.db = db
         return db
 
-    def store(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+    def store(self, items: Sequence[Stored]) -> None:
         if not items:
             return
         now = time.time()
@@ -60,7 +61,8 @@ class EmbeddedBackend(BaseBackend):
         db = self._db()
         with db:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(UPSERT, [(tid, state, data, expires_at) for tid, state, data in items])
+            db.executemany(
+                UPSERT, [(i.task_id, i.state, i.data, expires_at) for i in items])
             if now >= self._next_sweep:
                 self._next_sweep = now + SWEEP_EVERY
                 db.execute("DELETE FROM results WHERE expires_at < ?", (now,))

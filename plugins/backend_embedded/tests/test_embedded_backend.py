@@ -11,6 +11,7 @@ import pytest
 
 from kernel import App
 from kernel.results import SUCCESS, result_meta
+from kernel.roles import Stored
 from kernel.testing.contracts import BackendContract
 
 
@@ -25,8 +26,9 @@ def test_another_process_reads_what_one_stored(tmp_path: Path) -> None:
     code = (
         "from kernel import App\n"
         "from kernel.results import result_meta\n"
+        "from kernel.roles import Stored\n"
         f"b = App(broker='memory://', backend={url!r}).backend\n"
-        "b.store([('t1', 'SUCCESS', b.encode(result_meta('t1', 'SUCCESS', [1, 2])))])\n"
+        "b.store([Stored('t1', 'SUCCESS', b.encode(result_meta('t1', 'SUCCESS', [1, 2])))])\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     app = App(broker="memory://", backend=url)
@@ -36,7 +38,7 @@ def test_another_process_reads_what_one_stored(tmp_path: Path) -> None:
 def test_expired_results_read_as_pending(tmp_path: Path) -> None:
     app = App(broker="memory://", backend=f"embedded:///{tmp_path}/results.db", result_expires=0.2)
     backend = app.backend
-    backend.store([("t", SUCCESS, backend.encode(result_meta("t", SUCCESS, 1)))])
+    backend.store([Stored("t", SUCCESS, backend.encode(result_meta("t", SUCCESS, 1)))])
     assert app.AsyncResult("t").state == SUCCESS
     time.sleep(0.3)
     assert app.AsyncResult("t").state == "PENDING"
@@ -47,5 +49,5 @@ def test_default_url_keeps_results_under_dot_taskkernel(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     backend = App(broker="memory://", backend="embedded://").backend
-    backend.store([("t", SUCCESS, backend.encode(result_meta("t", SUCCESS, 1)))])
+    backend.store([Stored("t", SUCCESS, backend.encode(result_meta("t", SUCCESS, 1)))])
     assert (tmp_path / ".taskkernel" / "results.db").exists()
