@@ -12,6 +12,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from .exceptions import BrokerUnreachable
+from .roles import QueueSpec
 
 if TYPE_CHECKING:
     from .app import App
@@ -93,11 +94,25 @@ class KombuBroker:
             conn.release()
 
     # -- publishing (any thread) ------------------------------------------------------------
-    def queue(self, name: str) -> Queue:
-        """The queue as Celery declares it: durable, bound to a direct exchange of its name."""
-        found = self._queues.get(name)
+    def queue(self, spec: str | QueueSpec) -> Queue:
+        """A bare name: the queue as Celery declares it, durable, bound to a direct exchange of
+        its name. A QueueSpec: as it says (reply queues with x-expires, say)."""
+        key = spec if isinstance(spec, str) else spec.name
+        found = self._queues.get(key)
         if found is None:
-            found = self._queues[name] = Queue(name, Exchange(name, "direct"), routing_key=name)
+            if isinstance(spec, str):
+                found = Queue(spec, Exchange(spec, "direct"), routing_key=spec)
+            else:
+                found = Queue(
+                    spec.name,
+                    Exchange(spec.name, "direct"),
+                    routing_key=spec.name,
+                    durable=spec.durable,
+                    auto_delete=spec.auto_delete,
+                    exclusive=spec.exclusive,
+                    queue_arguments=dict(spec.arguments or {}),
+                )
+            self._queues[key] = found
         return found
 
     def _producer(self) -> Any:
@@ -119,7 +134,7 @@ class KombuBroker:
         properties: Mapping[str, Any],
         content_type: str,
         content_encoding: str,
-        declare: Sequence[str] = (),
+        declare: Sequence[str | QueueSpec] = (),
     ) -> None:
         props = dict(properties)
         expiration = props.pop("expiration", None)
@@ -144,7 +159,10 @@ class KombuBroker:
 
     # -- consuming (one thread) -------------------------------------------------------------
     def consume(
-        self, queues: Sequence[str], on_message: Callable[[Message], None], prefetch: int
+        self,
+        queues: Sequence[str | QueueSpec],
+        on_message: Callable[[Message], None],
+        prefetch: int,
     ) -> None:
         conn = self._consumer_conn = self.connection()
         self._ensure(conn)

@@ -8,6 +8,17 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from .bootsteps import ServiceKey
 
 
+class QueueSpec(NamedTuple):
+    """A queue to declare with more than the defaults (a bare name means a durable queue bound
+    to a direct exchange of its name, as Celery declares task queues)."""
+
+    name: str
+    durable: bool = True
+    auto_delete: bool = False
+    exclusive: bool = False
+    arguments: Mapping[str, Any] | None = None
+
+
 class Stored(NamedTuple):
     """One result to store: the task, its state, its encoded meta, and where to reply (rpc)."""
 
@@ -59,12 +70,15 @@ class Broker(Protocol):
         properties: Mapping[str, Any],
         content_type: str,
         content_encoding: str,
-        declare: Sequence[str] = (),
+        declare: Sequence[str | QueueSpec] = (),
     ) -> None:
         """Send one serialized message (declaring the named queues first, once per connection)."""
 
     def consume(
-        self, queues: Sequence[str], on_message: Callable[[Message], None], prefetch: int
+        self,
+        queues: Sequence[str | QueueSpec],
+        on_message: Callable[[Message], None],
+        prefetch: int,
     ) -> None:
         """Start delivering messages from `queues` to `on_message` during `poll()`."""
 

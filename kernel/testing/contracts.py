@@ -346,8 +346,10 @@ class BackendContract:
 
     def test_wait_for_returns_when_another_thread_stores(self, backend: ResultBackend) -> None:
         task_id = str(uuid.uuid4())
-        threading.Timer(0.3, self.put, (backend, task_id, SUCCESS, "late")).start()
+        storer = threading.Timer(0.3, self.put, (backend, task_id, SUCCESS, "late"))
+        storer.start()
         meta = backend.wait_for(task_id, deadline=time.monotonic() + 10, interval=0.05)
+        storer.join(10)  # it may still be reading its reply; let it finish before teardown
         assert meta is not None and meta["result"] == "late"
 
     def test_wait_for_gives_up_at_the_deadline(self, backend: ResultBackend) -> None:

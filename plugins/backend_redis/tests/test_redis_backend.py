@@ -1,0 +1,74 @@
+"""The Redis result backend passes the contract and keeps Celery's layout."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import redis
+
+from kernel import App
+from kernel.results import SUCCESS, result_meta
+from kernel.roles import Stored
+from kernel.testing.contracts import BackendContract
+from kernel.testing.helpers import require_server
+
+URL = "redis://127.0.0.1:6379/8"
+
+
+@pytest.fixture
+def redis_up() -> None:
+    require_server("Redis", "127.0.0.1", 6379)
+
+
+@pytest.mark.usefixtures("redis_up")
+class TestRedisBackend(BackendContract):
+    @pytest.fixture
+    def backend_url(self) -> str:
+        return URL
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_layout_is_celerys_setex_and_publish() -> None:
+    app = App(broker="memory://", backend=URL)
+    task_id = str(uuid.uuid4())
+    backend = app.backend
+    client = redis.Redis.from_url(URL)
+    pubsub = client.pubsub()
+    pubsub.subscribe(f"celery-task-meta-{task_id}")
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    data = backend.encode(result_meta(task_id, SUCCESS, 5))
+    backend.store([Stored(task_id, SUCCESS, data)])
+    stored = client.get(f"celery-task-meta-{task_id}")
+    assert json.loads(stored)["result"] == 5
+    assert 86000 < client.ttl(f"celery-task-meta-{task_id}") <= 86400
+    message = pubsub.get_message(timeout=2)
+    assert message is not None and message["data"] == stored
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_key_prefix_as_celery_joins_it() -> None:
+    app = App(
+        broker="memory://",
+        backend=URL,
+        result_backend_transport_options={"global_keyprefix": "tenant"},
+    )
+    task_id = str(uuid.uuid4())
+    app.backend.store(
+        [Stored(task_id, SUCCESS, app.backend.encode(result_meta(task_id, SUCCESS, 1)))]
+    )
+    assert redis.Redis.from_url(URL).exists(f"tenant_celery-task-meta-{task_id}")
+
+
+def test_unreachable_server_is_one_line_naming_host_and_port() -> None:
+    from kernel.exceptions import BackendError
+
+    app = App(
+        broker="memory://",
+        backend="redis://127.0.0.1:1/0",
+        result_backend_transport_options={"retry_policy": {"max_retries": 0}},
+    )
+    with pytest.raises(BackendError) as info:
+        app.AsyncResult("x").state  # noqa: B018
+    assert "127.0.0.1:1" in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,439 @@
+"""The Redis broker: batched atomic fetches, batched acks, leases that live as long as the worker.
+
+On-Redis layout is kombu's (lists named after queues, priority lists, the `unacked` hash and
+`unacked_index` zset, binding sets), so Celery clients and workers share queues with ours.
+What differs is how this side uses it:
+
+* a batch of messages is taken and recorded as unacknowledged by one Lua script (kombu pops,
+  then records: a worker that dies in between loses the message);
+* acknowledgements are gathered and sent as one pipeline per loop turn;
+* a live worker renews the `unacked_index` score of everything it holds, so neither our
+  visibility sweep nor Celery's hands a message held for an eta or a long task to someone else;
+* each worker heart-beats; the others give back a silent worker's messages within
+  `worker_lost_timeout` seconds instead of the one-hour visibility timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from kernel.exceptions import BrokerUnreachable
+from kernel.retry import retry_call
+from kernel.roles import QueueSpec
+
+from .envelope import body_of, envelope, parse
+from .keys import SEP, Keys
+from .scripts import FETCH
+from .threads import Maintenance, Waiters, text
+from .urls import Target, targets
+
+log = logging.getLogger("kernel.broker.redis")
+
+ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class RedisMessage:
+    """One delivered message. ack/reject are recorded here and sent in the next batch."""
+
+    __slots__ = (
+        "_broker",
+        "body",
+        "content_encoding",
+        "content_type",
+        "delivery_info",
+        "delivery_tag",
+        "headers",
+        "properties",
+        "raw",
+        "source",
+    )
+
+    def __init__(self, broker: RedisBroker, raw: str, source: str, tag: str) -> None:
+        self._broker, self.raw, self.source, self.delivery_tag = broker, raw, source, tag
+        try:
+            payload = parse(raw)
+            self.headers = dict(payload.get("headers") or {})
+            self.properties = dict(payload.get("properties") or {})
+            self.body = body_of(payload)
+            self.content_type = payload.get("content-type") or ""
+            self.content_encoding = payload.get("content-encoding") or "utf-8"
+        except (ValueError, TypeError, AttributeError):
+            # not kombu's envelope: hand the bytes on, so the consumer logs why it refuses them
+            self.headers, self.properties, self.body = {}, {}, raw.encode("utf-8", "replace")
+            self.content_type, self.content_encoding = "application/x-unknown-envelope", "binary"
+        info = self.properties.get("delivery_info")
+        self.delivery_info = dict(info) if isinstance(info, dict) else {}
+        self.delivery_info.setdefault("redelivered", bool(self.headers.get("redelivered")))
+
+    def ack(self) -> None:
+        self._broker._settle(self)
+
+    def reject(self, requeue: bool = False) -> None:
+        if requeue:
+            self._broker._requeue(self)
+        else:
+            self._broker._settle(self)
+
+
+class RedisBroker:
+    """`publish` from any thread; consuming from the one thread calling `consume` and `poll`."""
+
+    wakes_up = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        transport_options: Mapping[str, Any] | None = None,
+        connect_timeout: float = 4.0,
+        publish_retry: bool = True,
+        publish_retry_policy: Mapping[str, Any] | None = None,
+    ) -> None:
+        options = dict(transport_options or {})
+        self.url = url
+        self.keys = Keys.from_options(options)
+        self.visibility_timeout = float(options.get("visibility_timeout", 3600))
+        self.worker_lost_timeout = float(options.get("worker_lost_timeout", 10))
+        self.fetch_batch = int(options.get("fetch_batch", 100))
+        self.publish_retry = publish_retry
+        self.publish_policy = dict(publish_retry_policy or {})
+        self._targets: list[Target] = targets(url, options, connect_timeout)
+        self._target = 0
+        self._client: redis.Redis | None = None
+        self._fetch: Any = None
+        self._lock = threading.Lock()
+        self._bound: set[str] = set()
+        self._routes: dict[str, tuple[float, list[tuple[str, str]]]] = {}
+        # consuming state, owned by the consuming thread
+        self.consumer_id = uuid.uuid4().hex
+        self.lists: list[str] = []
+        self._on_message: Callable[[Any], None] | None = None
+        self._prefetch = 0
+        self._consuming = False
+        self.held: dict[str, RedisMessage] = {}
+        self._acks: list[str] = []
+        self._event = threading.Event()
+        self._maintenance: Maintenance | None = None
+        self._waiters: Waiters | None = None
+        self._down_since: float | None = None
+        self._pauses = 0
+
+    # -- connections ------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        return self._targets[self._target].where
+
+    def client(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None:
+                self._client = self._targets[self._target].client()
+                self._fetch = self._client.register_script(FETCH)
+            return self._client
+
+    def new_client(self) -> redis.Redis:
+        """A separate client to the current target (for threads that block in Redis)."""
+        return self._targets[self._target].client()
+
+    def _fail_over(self, exc: BaseException | None = None) -> None:
+        """Drop the client; with several URLs, move to the next one."""
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:
+                    pass
+            self._client = None
+            if len(self._targets) > 1:
+                self._target = (self._target + 1) % len(self._targets)
+
+    def connect(self) -> None:
+        errors = []
+        for _ in self._targets:
+            try:
+                self.client().ping()
+                return
+            except ERRORS as exc:
+                errors.append(f"{self.where}: {exc}")
+                self._fail_over()
+        raise BrokerUnreachable("cannot reach broker " + "; ".join(errors))
+
+    # -- publishing (any thread) ------------------------------------------------------------
+    def publish(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        exchange: str = "",
+        headers: Mapping[str, Any],
+        properties: Mapping[str, Any],
+        content_type: str,
+        content_encoding: str,
+        declare: Sequence[str | QueueSpec] = (),
+    ) -> None:
+        raw = envelope(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            properties=properties,
+            content_type=content_type,
+            content_encoding=content_encoding,
+        )
+        priority = properties.get("priority") or 0
+
+        def send() -> None:
+            client = self.client()
+            fresh = [self._name(q) for q in declare if self._name(q) not in self._bound]
+            queues = [routing_key] if not exchange else self._route(client, exchange, routing_key)
+            if not fresh and len(queues) == 1:
+                client.lpush(self.keys.queue(queues[0], priority), raw)
+                return
+            with client.pipeline(transaction=False) as pipe:
+                for name in fresh:  # the binding Celery records when it declares a queue
+                    pipe.sadd(self.keys.binding(name), self.keys.binding_member(name, name))
+                for queue in queues:
+                    pipe.lpush(self.keys.queue(queue, priority), raw)
+                pipe.execute()
+            self._bound.update(fresh)
+
+        self._with_retries(send, "publish")
+
+    def _with_retries(self, fn: Callable[[], Any], what: str) -> Any:
+        policy = self.publish_policy if self.publish_retry else {"max_retries": 0}
+        try:
+            return retry_call(
+                fn, ERRORS, policy, f"{what} to {self.where}", on_retry=self._fail_over
+            )
+        except ERRORS as exc:
+            raise BrokerUnreachable(f"cannot {what} to broker {self.where}: {exc}") from None
+
+    @staticmethod
+    def _name(queue: str | QueueSpec) -> str:
+        return queue if isinstance(queue, str) else queue.name
+
+    def _route(self, client: redis.Redis, exchange: str, routing_key: str) -> list[str]:
+        """Queues a named (direct) exchange sends `routing_key` to, from kombu's binding set."""
+        cached = self._routes.get(exchange)
+        if cached is None or cached[0] < time.monotonic():
+            members = client.smembers(self.keys.binding(exchange))
+            table = []
+            for member in members:
+                text = member.decode() if isinstance(member, bytes) else str(member)
+                key, _, queue = text.split(SEP, 2)
+                table.append((key, queue))
+            cached = self._routes[exchange] = (time.monotonic() + 5.0, table)
+        queues = sorted({queue for key, queue in cached[1] if key == routing_key})
+        if not queues:
+            log.warning(
+                "no queue is bound to exchange %r with key %r; message dropped",
+                exchange,
+                routing_key,
+            )
+        return queues
+
+    # -- consuming (one thread) -------------------------------------------------------------
+    def consume(
+        self, queues: Sequence[str | QueueSpec], on_message: Callable[[Any], None], prefetch: int
+    ) -> None:
+        names = [self._name(q) for q in queues]
+        self.lists = self.keys.queue_lists(names)
+        self._on_message = on_message
+        self._prefetch = prefetch
+        client = self.client()
+        with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.sadd(self.keys.binding(name), self.keys.binding_member(name, name))
+            pipe.sadd(self.keys.consumers, self.consumer_id)
+            pipe.set(self.keys.heartbeat(self.consumer_id), "1", ex=self._heartbeat_ttl)
+            pipe.execute()
+        self._consuming = True
+        self._maintenance = Maintenance(self)
+        self._maintenance.start()
+        self._waiters = Waiters(self)
+
+    @property
+    def _heartbeat_ttl(self) -> int:
+        return max(int(self.worker_lost_timeout), 2)
+
+    def set_prefetch(self, prefetch: int) -> None:
+        self._prefetch = prefetch
+
+    def cancel_consuming(self) -> None:
+        self._consuming = False
+        if self._waiters is not None:
+            self._waiters.disarm()
+
+    def wakeup(self) -> None:
+        self._event.set()
+
+    def poll(self, timeout: float) -> None:
+        try:
+            if self._acks:
+                self._flush_acks()
+            if self._consuming:
+                room = self._room()
+                if room > 0:
+                    if self._take(room):
+                        self._back_up()
+                        return
+                    assert self._waiters is not None
+                    self._waiters.arm()  # block in Redis (other threads) until a list fills
+                self._back_up()
+        except ERRORS as exc:
+            self._connection_lost(exc)
+            timeout = min(timeout, self._retry_pause())
+        self._event.wait(timeout)
+        self._event.clear()
+
+    def _room(self) -> int:
+        if not self._prefetch:
+            return self.fetch_batch
+        return min(self._prefetch - len(self.held), self.fetch_batch)
+
+    def _take(self, count: int) -> int:
+        self.client()
+        found = self._fetch(
+            keys=[
+                self.keys.unacked,
+                self.keys.unacked_index,
+                self.keys.held(self.consumer_id),
+                *self.lists,
+            ],
+            args=[count, time.time()],
+        )
+        on_message = self._on_message
+        assert on_message is not None
+        for i in range(0, len(found), 3):
+            source = self.lists[int(found[i]) - 1]
+            tag = text(found[i + 1])
+            message = RedisMessage(self, text(found[i + 2]), source, tag)
+            if tag:
+                self.held[tag] = message
+            on_message(message)
+        return len(found) // 3
+
+    def _settle(self, message: RedisMessage) -> None:
+        if self.held.pop(message.delivery_tag, None) is not None:
+            self._acks.append(message.delivery_tag)
+
+    def _flush_acks(self) -> None:
+        tags, self._acks = self._acks, []
+        try:
+            with self.client().pipeline(transaction=False) as pipe:
+                pipe.hdel(self.keys.unacked, *tags)
+                pipe.zrem(self.keys.unacked_index, *tags)
+                pipe.srem(self.keys.held(self.consumer_id), *tags)
+                pipe.execute()
+        except ERRORS:
+            self._acks.extend(tags)  # acks are idempotent: send them again next time
+            raise
+
+    def _requeue(self, message: RedisMessage) -> None:
+        """Reject with requeue: the message goes to the back of its queue, as kombu does."""
+        if self.held.pop(message.delivery_tag, None) is None:
+            return
+        self.give_back(message.delivery_tag, message.raw, message.source, front=False)
+
+    def give_back(
+        self, tag: str, raw: str, source: str, *, front: bool, redelivered: bool = False
+    ) -> None:
+        if redelivered:
+            raw = flag_redelivered(raw)
+        with self.client().pipeline(transaction=True) as pipe:
+            (pipe.rpush if front else pipe.lpush)(source, raw)
+            pipe.hdel(self.keys.unacked, tag)
+            pipe.zrem(self.keys.unacked_index, tag)
+            pipe.srem(self.keys.held(self.consumer_id), tag)
+            pipe.execute()
+
+    # -- outages ----------------------------------------------------------------------------
+    def _connection_lost(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self._pauses = 0
+            log.warning(
+                "lost the broker at %s (%s: %s); reconnecting", self.where, type(exc).__name__, exc
+            )
+        self._fail_over(exc)
+
+    def _retry_pause(self) -> float:
+        self._pauses += 1
+        return float(min(0.1 * 2**self._pauses, 5.0))
+
+    def _back_up(self) -> None:
+        if self._down_since is None:
+            return
+        log.warning(
+            "reconnected to the broker at %s after %.1fs; consuming again",
+            self.where,
+            time.monotonic() - self._down_since,
+        )
+        self._down_since = None
+        # the registry may have been lost with the server, or reaped while we were away
+        with self.client().pipeline(transaction=False) as pipe:
+            pipe.sadd(self.keys.consumers, self.consumer_id)
+            pipe.set(self.keys.heartbeat(self.consumer_id), "1", ex=self._heartbeat_ttl)
+            pipe.execute()
+
+    # -- other ------------------------------------------------------------------------------
+    def purge(self, queues: Sequence[str]) -> int:
+        lists = self.keys.queue_lists(list(queues))
+
+        def purge_all() -> int:
+            with self.client().pipeline(transaction=True) as pipe:
+                for key in lists:
+                    pipe.llen(key)
+                for key in lists:
+                    pipe.delete(key)
+                results = pipe.execute()
+            return int(sum(results[: len(lists)]))
+
+        return int(self._with_retries(purge_all, "purge"))
+
+    def close(self) -> None:
+        """Stop threads, send pending acks, give held messages back to the front of their queues."""
+        self._consuming = False
+        for worker in (self._waiters, self._maintenance):
+            if worker is not None:
+                worker.stop()
+        try:
+            if self._acks:
+                self._flush_acks()
+            for tag, message in list(self.held.items()):
+                self.give_back(tag, message.raw, message.source, front=True, redelivered=True)
+            self.held.clear()
+            if self._on_message is not None:
+                with self.client().pipeline(transaction=False) as pipe:
+                    pipe.srem(self.keys.consumers, self.consumer_id)
+                    pipe.delete(
+                        self.keys.heartbeat(self.consumer_id), self.keys.held(self.consumer_id)
+                    )
+                    pipe.execute()
+        except ERRORS as exc:
+            log.warning(
+                "broker at %s unreachable while closing (%s); the other workers will "
+                "give back what this one held",
+                self.where,
+                exc,
+            )
+        finally:
+            self._fail_over()
+
+
+def flag_redelivered(raw: str) -> str:
+    """Mark an envelope as delivered before, where kombu marks it (Celery reads either)."""
+    try:
+        payload = json.loads(raw)
+        payload.setdefault("headers", {})["redelivered"] = True
+        payload.setdefault("properties", {}).setdefault("delivery_info", {})["redelivered"] = True
+        return json.dumps(payload)
+    except (ValueError, TypeError, AttributeError):
+        return raw

@@ -1,0 +1,230 @@
+"""The Redis broker's helper threads: one keeps leases and heartbeats, the others wait for work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from .keys import SEP, Keys
+
+if TYPE_CHECKING:
+    from .broker import RedisBroker
+
+log = logging.getLogger("kernel.broker.redis")
+
+ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+BLOCK_SECONDS = 5  # how long one wait in Redis lasts before it is re-issued
+REAP_EVERY = 2.0
+
+
+def text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def restore(client: redis.Redis, keys: Keys, tag: str, *, attempts: int = 5) -> bool:
+    """Put an unacknowledged message back at the front of its queue, flagged redelivered.
+
+    WATCH on the unacked hash makes this safe against another sweeper (ours or Celery's)
+    restoring the same message at the same time; under load the watch may fail, so retry."""
+    for _ in range(attempts):
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(keys.unacked)
+                value = pipe.hget(keys.unacked, tag)
+                if value is None:
+                    pipe.unwatch()
+                    client.zrem(keys.unacked_index, tag)
+                    return False
+                try:
+                    payload, exchange, routing_key = json.loads(value)
+                    payload["headers"]["redelivered"] = True
+                    payload["properties"]["delivery_info"]["redelivered"] = True
+                    priority = payload["properties"].get("priority") or 0
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    log.error("cannot restore unreadable unacked entry %s; dropping it", tag)
+                    payload, exchange, routing_key = None, "", ""
+                queues = (
+                    [routing_key] if not exchange else _bound(client, keys, exchange, routing_key)
+                )
+                pipe.multi()
+                if payload is not None:
+                    for queue in queues:
+                        pipe.rpush(keys.queue(queue, priority), json.dumps(payload))
+                pipe.hdel(keys.unacked, tag)
+                pipe.zrem(keys.unacked_index, tag)
+                pipe.execute()
+                return payload is not None
+            except redis.WatchError:
+                continue
+    return False
+
+
+def _bound(client: redis.Redis, keys: Keys, exchange: str, routing_key: str) -> list[str]:
+    """Queues bound to a named exchange with this routing key (kombu's binding set)."""
+    found = []
+    for member in client.smembers(keys.binding(exchange)):
+        key, _, queue = text(member).split(SEP, 2)
+        if key == routing_key:
+            found.append(queue)
+    return sorted(found)
+
+
+class Maintenance(threading.Thread):
+    """Heart-beats, renews the leases of held messages, and gives back what others abandoned.
+
+    A thread of its own, so a task running in the consumer thread (the solo pool) or holding
+    the GIL for a while does not make this worker look dead or let its leases lapse."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        super().__init__(name="kernel-redis-maintenance", daemon=True)
+        self.broker = broker
+        self._stop_event = threading.Event()
+        vt = broker.visibility_timeout
+        self.heartbeat_every = max(broker.worker_lost_timeout / 3, 0.5)
+        self.renew_every = max(min(vt / 4, 60.0), 0.25)
+        self.sweep_every = max(min(vt / 2, 60.0), 0.5)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(5)
+
+    def run(self) -> None:
+        now = time.monotonic()
+        due = {"heartbeat": now, "renew": now + self.renew_every, "reap": now, "sweep": now}
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            try:
+                if now >= due["heartbeat"]:
+                    self.heartbeat()
+                    due["heartbeat"] = now + self.heartbeat_every
+                if now >= due["renew"]:
+                    self.renew()
+                    due["renew"] = now + self.renew_every
+                if now >= due["reap"]:
+                    self.reap()
+                    due["reap"] = now + REAP_EVERY
+                if now >= due["sweep"]:
+                    self.sweep()
+                    due["sweep"] = now + self.sweep_every
+            except ERRORS as exc:
+                log.debug("maintenance could not reach the broker: %s", exc)
+            except Exception:
+                log.exception("broker maintenance failed")
+            self._stop_event.wait(max(min(due.values()) - time.monotonic(), 0.05))
+
+    def heartbeat(self) -> None:
+        broker = self.broker
+        with broker.client().pipeline(transaction=False) as pipe:
+            pipe.set(broker.keys.heartbeat(broker.consumer_id), "1", ex=broker._heartbeat_ttl)
+            pipe.sadd(broker.keys.consumers, broker.consumer_id)
+            pipe.execute()
+
+    def renew(self) -> None:
+        """Push the delivery time of every held message to now: it is not abandoned."""
+        broker = self.broker
+        tags = tuple(broker.held)  # a snapshot: the consumer thread changes the dict
+        if not tags:
+            return
+        now = time.time()
+        broker.client().zadd(broker.keys.unacked_index, dict.fromkeys(tags, now), xx=True)
+
+    def reap(self) -> None:
+        """Give back the messages of our workers whose heartbeat has stopped."""
+        broker = self.broker
+        client, keys = broker.client(), broker.keys
+        for member in client.smembers(keys.consumers):
+            other = text(member)
+            if other == broker.consumer_id or client.exists(keys.heartbeat(other)):
+                continue
+            tags = client.smembers(keys.held(other))
+            given = sum(restore(client, keys, text(tag)) for tag in tags)
+            client.delete(keys.held(other))
+            client.srem(keys.consumers, other)
+            if given:
+                log.warning(
+                    "worker %s stopped heart-beating: gave back %d message(s) it held", other, given
+                )
+
+    def sweep(self) -> None:
+        """The visibility timeout, for holders that never heart-beat (Celery workers)."""
+        broker = self.broker
+        client, keys = broker.client(), broker.keys
+        token = uuid.uuid4().hex
+        # the same mutex kombu's sweep takes, so Celery workers and ours do not sweep at once
+        if not client.set(keys.unacked_mutex, token, nx=True, px=300_000):
+            return
+        try:
+            ceiling = time.time() - broker.visibility_timeout
+            tags = client.zrangebyscore(keys.unacked_index, "-inf", ceiling, start=0, num=500)
+            given = sum(restore(client, keys, text(tag)) for tag in tags)
+            if given:
+                log.warning(
+                    "gave back %d message(s) unacknowledged for more than %ss",
+                    given,
+                    broker.visibility_timeout,
+                )
+        finally:
+            if client.get(keys.unacked_mutex) == token.encode():
+                client.delete(keys.unacked_mutex)
+
+
+class Waiters:
+    """Threads that block in Redis until one of the consumed lists has something in it.
+
+    Each waits with `BLMOVE list list RIGHT RIGHT`: it moves the last element to where it
+    already is, so it removes nothing, yet blocks until the list is non-empty. Nothing is
+    taken outside the atomic fetch script, so a crash here can lose no message."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+        self.armed = threading.Event()
+        self._stopped = False
+        self._threads: list[threading.Thread] = []
+
+    def arm(self) -> None:
+        if not self._threads:
+            for key in self.broker.lists:
+                thread = threading.Thread(
+                    target=self._wait_on, args=(key,), daemon=True, name="kernel-redis-waiter"
+                )
+                thread.start()
+                self._threads.append(thread)
+        self.armed.set()
+
+    def disarm(self) -> None:
+        self.armed.clear()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.armed.set()  # let sleeping waiters notice; blocked ones end within BLOCK_SECONDS
+
+    def _wait_on(self, key: str) -> None:
+        client: redis.Redis | None = None
+        while not self._stopped:
+            self.armed.wait()
+            if self._stopped:
+                return
+            try:
+                if client is None:
+                    client = self.broker.new_client()
+                found = client.blmove(key, key, BLOCK_SECONDS, "RIGHT", "RIGHT")
+            except ERRORS:
+                client = None
+                time.sleep(1.0)
+                continue
+            except redis.ResponseError as exc:  # a server before 6.2 has no BLMOVE
+                log.warning(
+                    "cannot wait on %r (%s); falling back to polling every second", key, exc
+                )
+                time.sleep(1.0)
+                found = b"poll"
+            if found is not None and not self._stopped:
+                self.armed.clear()
+                self.broker.wakeup()
