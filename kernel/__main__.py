@@ -1,5 +1,5 @@
 """`python -m kernel` runs the `kernel` command line."""
 
-from .cli import main
+from .launcher import main
 
 main()

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import serialization
 
-from .exceptions import InvalidTaskError, NotRegistered, TaskRevokedError, WorkerLostError
+from .exceptions import (
+    InvalidTaskError,
+    NotRegistered,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
 from .execute import Executor, Outcome
 from .protocol import Request, decode_payload, decode_request, utcnow
 from .results import FAILURE, REJECTED, REVOKED, STARTED, SUCCESS, result_meta
@@ -71,6 +77,8 @@ class Consumer:
         self.finished: list[tuple[Request, Message, Task, Outcome]] = []
         self.active = 0
         self.processed = 0
+        # autoscale sizes the prefetch window for the largest pool it may grow to
+        self.prefetch_slots: int | None = None
         self._seq = itertools.count()
         self._state = "new"  # new -> running -> draining -> stopped
         self._cold = False
@@ -82,7 +90,12 @@ class Consumer:
     def prefetch(self) -> int:
         if self.multiplier <= 0:
             return 0
-        return self.pool.concurrency * self.multiplier + len(self.held)
+        slots = self.prefetch_slots or self.pool.concurrency
+        return slots * self.multiplier + len(self.held)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.ready)
 
     def start(self) -> None:
         self.broker.consume(self.queues, self.on_message, self.prefetch)
@@ -278,16 +291,42 @@ class Consumer:
                 request,
                 partial(self.call_soon, self._finished, request, message, task),
                 partial(self.call_soon, self._lost, request, message, task),
+                self._timeouts(request, task),
             )
+
+    @staticmethod
+    def _timeouts(request: Request, task: Task) -> tuple[float | None, float | None]:
+        """(soft, hard): the message's own limits, else the task's, else the app's defaults."""
+        hard, soft = request.timelimit  # the wire order is [hard, soft]
+        if hard is None:
+            hard = task.option("time_limit")
+        if soft is None:
+            soft = task.option("soft_time_limit")
+        return (soft, hard)
+
+    def set_time_limit(self, task_name: str, soft: float | None, hard: float | None) -> None:
+        """Change a task's limits at run time (the `time_limit` remote command uses this)."""
+        task = self.app.tasks[task_name]
+        cls = type(task)
+        cls.soft_time_limit, cls.time_limit = soft, hard  # type: ignore[misc]
+        log.info("time limits of %s set to soft=%s hard=%s", task_name, soft, hard)
 
     def _finished(self, request: Request, message: Message, task: Task, outcome: Outcome) -> None:
         self.finished.append((request, message, task, outcome))
 
     def _lost(self, request: Request, message: Message, task: Task, exc: BaseException) -> None:
-        """The pool lost the slot running this task (a dead child, a hard time limit)."""
-        requeue = bool(task.option("acks_late") and task.option("reject_on_worker_lost"))
+        """The pool lost the slot running this task: a dead child, or the hard time limit.
+
+        As Celery decides: a late-ack task lost with its worker goes back to the queue if
+        `reject_on_worker_lost`; one stopped by its time limit if `acks_on_failure_or_timeout`
+        is off. Otherwise the failure is stored and the message acknowledged."""
         if not isinstance(exc, Exception):
             exc = WorkerLostError(repr(exc))
+        late = task.option("acks_late")
+        if isinstance(exc, TimeLimitExceeded):
+            requeue = bool(late and not task.option("acks_on_failure_or_timeout"))
+        else:
+            requeue = bool(late and task.option("reject_on_worker_lost"))
         log.error(
             "task %s[%s] lost: %r%s", request.name, request.id, exc, "; requeued" if requeue else ""
         )

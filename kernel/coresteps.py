@@ -10,7 +10,7 @@ from .bootsteps import Step
 from .consumer import Consumer
 from .execute import call_task
 from .hookspecs import hookimpl
-from .roles import BACKEND, BROKER, POOL
+from .roles import BACKEND, BROKER, CONSUMER, POOL
 from .settings import optional, setting, to_int, to_str_list
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class ConsumerStep(Step):
             self.worker_prefetch_multiplier,
         )
         self.consumer.start()
+        worker.services[CONSUMER] = self.consumer
 
     def stop(self, worker: Worker) -> None:
         if self.consumer is not None:

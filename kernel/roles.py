@@ -141,9 +141,21 @@ class Pool(Protocol):
         arg: Any,
         callback: Callable[[Any], None],
         error_callback: Callable[[BaseException], None],
+        timeouts: tuple[float | None, float | None] = (None, None),
     ) -> None:
         """Run `fn(arg)` on a slot; then `callback(result)`, or `error_callback(exc)` if the slot
-        was lost (a dead child, a hard time limit). Callbacks may run in any thread."""
+        was lost (a dead child: WorkerLostError; the hard limit: TimeLimitExceeded). Callbacks
+        may run in any thread.
+
+        `timeouts` is (soft, hard) in seconds, None for no limit. A pool that can, raises
+        SoftTimeLimitExceeded inside `fn` at the soft limit, and at the hard limit stops `fn`
+        and frees the slot; a pool honouring limits says so through `kernel_task_options`."""
+
+    def grow(self, n: int = 1) -> None:
+        """Add `n` slots (autoscale, `pool_grow`)."""
+
+    def shrink(self, n: int = 1) -> None:
+        """Remove `n` slots once they are idle; running work finishes."""
 
     def stop(self) -> None:
         """Let everything submitted finish, then release the slots."""
@@ -155,6 +167,28 @@ class Pool(Protocol):
         """Figures for `stats`: implementation, max-concurrency, processes/threads."""
 
 
+class ConsumerState(Protocol):
+    """What the consumer step shares with policy plugins (autoscale, remote control)."""
+
+    active: int
+    processed: int
+
+    @property
+    def waiting(self) -> int:
+        """Received tasks that are due and wait for a pool slot."""
+
+    @property
+    def prefetch_slots(self) -> int | None:
+        """Slots the prefetch window is sized for; None means the pool's current size."""
+
+    @prefetch_slots.setter
+    def prefetch_slots(self, value: int | None) -> None: ...
+
+    def set_time_limit(self, task_name: str, soft: float | None, hard: float | None) -> None:
+        """Change a task's time limits while the worker runs (applies to tasks started later)."""
+
+
 BROKER: ServiceKey[Broker] = ServiceKey("broker")
+CONSUMER: ServiceKey[ConsumerState] = ServiceKey("consumer")
 BACKEND: ServiceKey[ResultBackend] = ServiceKey("backend")
 POOL: ServiceKey[Pool] = ServiceKey("pool")

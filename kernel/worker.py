@@ -31,8 +31,10 @@ DEFAULT_POOL = "threads"
 # task options honoured only by plugins, and what to tell a user whose task sets one
 TASK_OPTION_PLUGINS = {
     "rate_limit": "enable the ratelimit plugin (--plugin ratelimit)",
-    "time_limit": "use a pool that enforces time limits (--pool prefork, gevent, eventlet)",
-    "soft_time_limit": "use a pool that enforces time limits (--pool prefork, gevent, eventlet)",
+    "time_limit": "use a pool that enforces time limits (--pool prefork, threads, gevent, "
+    "eventlet)",
+    "soft_time_limit": "use a pool that enforces time limits (--pool prefork, threads, "
+    "gevent, eventlet)",
 }
 
 

@@ -356,3 +356,91 @@ class BackendContract:
         began = time.monotonic()
         assert backend.wait_for(str(uuid.uuid4()), deadline=began + 0.3, interval=0.05) is None
         assert 0.25 < time.monotonic() - began < 3
+
+
+class TimeLimitContract:
+    """For pools that honour time limits: provide `pool_name`. A real worker, embedded broker."""
+
+    @pytest.fixture
+    def pool_name(self) -> str:
+        raise NotImplementedError("subclasses provide the pool_name fixture")
+
+    @pytest.fixture
+    def app(self, tmp_path: Any, pool_name: str) -> Iterator[App]:
+        app = App("limits", broker=f"embedded:///{tmp_path}/broker.db",
+                  backend=f"embedded:///{tmp_path}/results.db")
+        yield app
+        app.close()
+
+    def start(self, app: App, pool_name: str, concurrency: int = 2) -> Worker:
+        worker = Worker(app=app, settings={"worker_pool": pool_name,
+                                           "worker_concurrency": concurrency})
+        worker.start()
+        return worker
+
+    def test_soft_limit_raises_inside_the_task_which_may_catch_it(self, app: App,
+                                                                  pool_name: str) -> None:
+        from ..exceptions import SoftTimeLimitExceeded
+
+        @app.task(soft_time_limit=0.5)
+        def patient() -> str:
+            try:
+                for _ in range(100):  # Python-level work, so every pool can interrupt it
+                    time.sleep(0.05)
+            except SoftTimeLimitExceeded:
+                return "caught the soft limit"
+            return "finished"
+
+        worker = self.start(app, pool_name)
+        try:
+            began = time.monotonic()
+            assert patient.delay().get(timeout=20) == "caught the soft limit"
+            assert time.monotonic() - began < 4
+        finally:
+            worker.stop()
+
+    def test_hard_limit_fails_the_task_and_frees_its_slot(self, app: App, pool_name: str) -> None:
+        from ..exceptions import TimeLimitExceeded
+
+        @app.task(time_limit=0.5)
+        def endless() -> None:
+            while True:
+                time.sleep(0.05)
+
+        @app.task
+        def quick(x: int) -> int:
+            return x
+
+        worker = self.start(app, pool_name, concurrency=1)
+        try:
+            began = time.monotonic()
+            with pytest.raises(TimeLimitExceeded):
+                endless.delay().get(timeout=20)
+            assert time.monotonic() - began < 5
+            assert quick.delay(7).get(timeout=20) == 7  # the one slot is free again
+        finally:
+            worker.stop()
+
+    def test_limits_from_the_message_and_changed_at_run_time(self, app: App,
+                                                            pool_name: str) -> None:
+        from ..exceptions import TimeLimitExceeded
+        from ..roles import CONSUMER
+
+        @app.task
+        def nap(seconds: float) -> str:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+            return "rested"
+
+        worker = self.start(app, pool_name)
+        try:
+            with pytest.raises(TimeLimitExceeded):
+                nap.apply_async((5,), time_limit=0.5).get(timeout=20)
+            worker.services[CONSUMER].set_time_limit(nap.name, None, 0.5)
+            with pytest.raises(TimeLimitExceeded):
+                nap.delay(5).get(timeout=20)
+            worker.services[CONSUMER].set_time_limit(nap.name, None, None)
+            assert nap.delay(0.2).get(timeout=20) == "rested"
+        finally:
+            worker.stop()

@@ -61,8 +61,7 @@ class EmbeddedBackend(BaseBackend):
         db = self._db()
         with db:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(
-                UPSERT, [(i.task_id, i.state, i.data, expires_at) for i in items])
+            db.executemany(UPSERT, [(i.task_id, i.state, i.data, expires_at) for i in items])
             if now >= self._next_sweep:
                 self._next_sweep = now + SWEEP_EVERY
                 db.execute("DELETE FROM results WHERE expires_at < ?", (now,))

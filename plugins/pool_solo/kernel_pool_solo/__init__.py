@@ -23,6 +23,7 @@ class SoloPool:
         arg: Any,
         callback: Callable[[Any], None],
         error_callback: Callable[[BaseException], None],
+        timeouts: tuple[float | None, float | None] = (None, None),
     ) -> None:
         try:
             result = fn(arg)

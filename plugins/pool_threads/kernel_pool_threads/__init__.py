@@ -51,3 +51,8 @@ class ThreadPoolStep(Step):
 @hookimpl
 def kernel_steps() -> list[type[Step]]:
     return [ThreadPoolStep]
+
+
+@hookimpl
+def kernel_task_options() -> list[str]:
+    return ["time_limit", "soft_time_limit"]

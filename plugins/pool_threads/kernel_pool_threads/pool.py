@@ -1,28 +1,67 @@
-"""A fixed (but resizable) set of daemon threads fed from one queue."""
+"""A resizable set of daemon threads fed from one queue, with time limits as far as CPython allows."""
 
 from __future__ import annotations
 
+import ctypes
+import heapq
+import itertools
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from kernel.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kernel.proc import rss_kib
 
 log = logging.getLogger("kernel.pool.threads")
 
 _STOP = object()
-Job = tuple[Callable[[Any], Any], Any, Callable[[Any], None], Callable[[BaseException], None]]
 
 
 def default_concurrency() -> int:
     return os.cpu_count() or 1
 
 
+def _raise_in(thread_id: int, exc_type: type[BaseException]) -> None:
+    """Ask CPython to raise `exc_type` in another thread at its next bytecode boundary.
+
+    It arrives only when that thread runs Python code again: a thread blocked in a C call
+    (a socket read, a C extension's loop) sees it once the call returns."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+
+
+def _absorb() -> None:
+    """Give a pending asynchronous exception meant for a finished job a place to land."""
+    for _ in range(3):
+        pass
+
+
+class Job:
+    """One submitted function, and who settles it first: the thread, or the hard time limit."""
+
+    __slots__ = ("arg", "callback", "error_callback", "fn", "hard", "lock", "settled", "soft",
+                 "thread")
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any, callback: Callable[[Any], None],
+                 error_callback: Callable[[BaseException], None],
+                 timeouts: tuple[float | None, float | None]) -> None:
+        self.fn, self.arg, self.callback, self.error_callback = fn, arg, callback, error_callback
+        self.soft, self.hard = timeouts
+        self.lock = threading.Lock()
+        self.settled = False
+        self.thread: threading.Thread | None = None
+
+
 class ThreadPool:
     """`apply` queues a job; each thread runs jobs one by one and reports through the callbacks.
+
+    Time limits: at the soft limit SoftTimeLimitExceeded is raised inside the task (catchable).
+    At the hard limit the task is reported failed with TimeLimitExceeded at once, a new thread
+    takes its slot, and TimeLimitExceeded is raised in the old thread; that thread ends when
+    Python regains control of it, and its late result is dropped.
 
     `recycle(tasks_run_by_this_thread, rss_kib)` is asked after each job; True replaces the
     thread with a fresh one (thread-local state is dropped, no job is lost).
@@ -36,7 +75,11 @@ class ThreadPool:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._serial = 0
+        self._serial = itertools.count(1)
+        self._deadlines: list[tuple[float, int, str, Job]] = []
+        self._watch = threading.Condition()
+        self._watchdog: threading.Thread | None = None
+        self._closed = False
 
     @property
     def concurrency(self) -> int:
@@ -48,29 +91,25 @@ class ThreadPool:
 
     def _spawn(self) -> None:
         with self._lock:
-            self._serial += 1
-            thread = threading.Thread(
-                target=self._work, name=f"kernel-pool-{self._serial}", daemon=True
-            )
+            thread = threading.Thread(target=self._work, name=f"kernel-pool-{next(self._serial)}",
+                                      daemon=True)
             self._threads.add(thread)
         thread.start()
 
+    # -- running jobs -----------------------------------------------------------------------
     def _work(self) -> None:
         done = 0
         me = threading.current_thread()
         try:
             while True:
-                job = self._jobs.get()
+                try:
+                    job = self._jobs.get()
+                except (SoftTimeLimitExceeded, TimeLimitExceeded):
+                    continue  # meant for a job that already ended
                 if job is _STOP:
                     return
-                fn, arg, callback, error_callback = job
-                try:
-                    result = fn(arg)
-                except BaseException as exc:  # fn is expected to return an outcome; report anyway
-                    log.exception("pool job raised")
-                    error_callback(exc)
-                else:
-                    callback(result)
+                if not self._run(job):
+                    return  # timed out: a replacement thread already holds this slot
                 done += 1
                 if self._recycle is not None and self._recycle(done, rss_kib()):
                     log.info("recycling %s after %d tasks", me.name, done)
@@ -80,15 +119,88 @@ class ThreadPool:
             with self._lock:
                 self._threads.discard(me)
 
-    def apply(
-        self,
-        fn: Callable[[Any], Any],
-        arg: Any,
-        callback: Callable[[Any], None],
-        error_callback: Callable[[BaseException], None],
-    ) -> None:
-        self._jobs.put((fn, arg, callback, error_callback))
+    def _run(self, job: Job) -> bool:
+        """Run one job; False if the hard time limit took it from this thread."""
+        job.thread = threading.current_thread()
+        self._watch_limits(job)
+        try:
+            try:
+                result: Any = job.fn(job.arg)
+                failed: BaseException | None = None
+            except BaseException as exc:  # fn should return an outcome; report whatever it raised
+                result, failed = None, exc
+            with job.lock:
+                mine = not job.settled
+                job.settled = True
+            try:
+                _absorb()
+            except (SoftTimeLimitExceeded, TimeLimitExceeded):
+                pass
+        except (SoftTimeLimitExceeded, TimeLimitExceeded):  # arrived between the lines above
+            with job.lock:
+                mine, job.settled = not job.settled, True
+            result, failed = None, TimeLimitExceeded(job.hard)
+        if not mine:
+            return False
+        if failed is not None:
+            log.error("pool job raised %r", failed)
+            job.error_callback(failed)
+        else:
+            job.callback(result)
+        return True
 
+    def apply(self, fn: Callable[[Any], Any], arg: Any, callback: Callable[[Any], None],
+              error_callback: Callable[[BaseException], None],
+              timeouts: tuple[float | None, float | None] = (None, None)) -> None:
+        self._jobs.put(Job(fn, arg, callback, error_callback, timeouts))
+
+    # -- time limits ------------------------------------------------------------------------
+    def _watch_limits(self, job: Job) -> None:
+        now = time.monotonic()
+        entries = [(now + limit, kind) for limit, kind in ((job.soft, "soft"), (job.hard, "hard"))
+                   if limit]
+        if not entries:
+            return
+        with self._watch:
+            for deadline, kind in entries:
+                heapq.heappush(self._deadlines, (deadline, next(self._serial), kind, job))
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._police, daemon=True,
+                                                  name="kernel-pool-timelimits")
+                self._watchdog.start()
+            self._watch.notify()
+
+    def _police(self) -> None:
+        with self._watch:
+            while not self._closed:
+                if not self._deadlines:
+                    self._watch.wait()
+                    continue
+                deadline, _, kind, job = self._deadlines[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._watch.wait(wait)
+                    continue
+                heapq.heappop(self._deadlines)
+                self._expire(job, kind)
+
+    def _expire(self, job: Job, kind: str) -> None:
+        with job.lock:
+            thread = job.thread
+            if job.settled or thread is None or thread.ident is None:
+                return
+            if kind == "soft":
+                _raise_in(thread.ident, SoftTimeLimitExceeded)
+                return
+            job.settled = True
+            _raise_in(thread.ident, TimeLimitExceeded)
+        log.error("hard time limit (%ss) exceeded; the slot goes to a new thread", job.hard)
+        with self._lock:
+            self._threads.discard(thread)  # abandoned: a warm stop must not wait for it
+        self._spawn()
+        job.error_callback(TimeLimitExceeded(job.hard))
+
+    # -- size -------------------------------------------------------------------------------
     def grow(self, n: int = 1) -> None:
         self._target += n
         for _ in range(n):
@@ -106,11 +218,12 @@ class ThreadPool:
             with self._lock:
                 threads = list(self._threads)
             if not threads:
-                return
+                break
             for _ in threads:
                 self._jobs.put(_STOP)
             for thread in threads:
                 thread.join()
+        self._close_watchdog()
 
     def terminate(self) -> None:
         # threads cannot be killed; they are daemons, so process exit ends them
@@ -118,13 +231,15 @@ class ThreadPool:
             threads = list(self._threads)
         for _ in threads:
             self._jobs.put(_STOP)
+        self._close_watchdog()
+
+    def _close_watchdog(self) -> None:
+        with self._watch:
+            self._closed = True
+            self._watch.notify()
 
     def info(self) -> dict[str, Any]:
         with self._lock:
             names = sorted(thread.name for thread in self._threads)
-        return {
-            "implementation": "threads",
-            "max-concurrency": self._target,
-            "threads": names,
-            "processes": [os.getpid()],
-        }
+        return {"implementation": "threads", "max-concurrency": self._target, "threads": names,
+                "processes": [os.getpid()]}

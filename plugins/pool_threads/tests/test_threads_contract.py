@@ -9,7 +9,7 @@ import pytest
 from kernel_pool_threads import ThreadPool
 
 from kernel import hookimpl
-from kernel.testing.contracts import PoolContract
+from kernel.testing.contracts import PoolContract, TimeLimitContract
 from kernel.testing.helpers import peak_concurrency, wait_until
 
 
@@ -83,3 +83,9 @@ def test_grow_and_shrink_change_the_slots() -> None:
     assert wait_until(lambda: len(pool.info()["threads"]) == 1)
     assert peak_concurrency(pool, 3) == 1
     pool.stop()
+
+
+class TestThreadsTimeLimits(TimeLimitContract):
+    @pytest.fixture
+    def pool_name(self) -> str:
+        return "threads"
