@@ -34,7 +34,32 @@ _EXPORTS = {
     "setting": ".settings",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "App",
+    "AsyncResult",
+    "ConfigError",
+    "CycleError",
+    "DuplicateProviderError",
+    "EagerResult",
+    "GraphError",
+    "KernelError",
+    "MissingRoleError",
+    "PluginError",
+    "PluginManager",
+    "Request",
+    "ServiceKey",
+    "Services",
+    "Setting",
+    "Settings",
+    "Signature",
+    "Step",
+    "StepStartError",
+    "Task",
+    "UsageError",
+    "Worker",
+    "hookimpl",
+    "setting",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -48,6 +48,9 @@ def render(worker: Worker) -> str:
         ("plugins", ", ".join(plugins) or "(none)"),
         ("steps", " -> ".join(step.name for step in worker.steps) or "(none)"),
     ]
+    notes = [f"{step.name}: {step.describe()}" for step in worker.steps if step.describe()]
+    if notes:
+        rows.append(("config", "\n".join(notes)))
     rows.extend(worker.banner_rows())
     width = max(len(key) for key, _ in rows)
     indent = "\n" + " " * (width + 5)  # continuation lines line up under the first value

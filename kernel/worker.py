@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import signal
 import socket
@@ -63,6 +64,7 @@ class Worker:
         discover: bool = True,
     ) -> None:
         self.app = app
+        self.pid = os.getpid()  # pool children are other processes; policies may ask
         self.pm = PluginManager(discover=discover)
         if app is not None:
             # the worker's settings are the app's, so tasks see what the command line set

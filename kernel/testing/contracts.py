@@ -367,19 +367,24 @@ class TimeLimitContract:
 
     @pytest.fixture
     def app(self, tmp_path: Any, pool_name: str) -> Iterator[App]:
-        app = App("limits", broker=f"embedded:///{tmp_path}/broker.db",
-                  backend=f"embedded:///{tmp_path}/results.db")
+        app = App(
+            "limits",
+            broker=f"embedded:///{tmp_path}/broker.db",
+            backend=f"embedded:///{tmp_path}/results.db",
+        )
         yield app
         app.close()
 
     def start(self, app: App, pool_name: str, concurrency: int = 2) -> Worker:
-        worker = Worker(app=app, settings={"worker_pool": pool_name,
-                                           "worker_concurrency": concurrency})
+        worker = Worker(
+            app=app, settings={"worker_pool": pool_name, "worker_concurrency": concurrency}
+        )
         worker.start()
         return worker
 
-    def test_soft_limit_raises_inside_the_task_which_may_catch_it(self, app: App,
-                                                                  pool_name: str) -> None:
+    def test_soft_limit_raises_inside_the_task_which_may_catch_it(
+        self, app: App, pool_name: str
+    ) -> None:
         from ..exceptions import SoftTimeLimitExceeded
 
         @app.task(soft_time_limit=0.5)
@@ -421,8 +426,9 @@ class TimeLimitContract:
         finally:
             worker.stop()
 
-    def test_limits_from_the_message_and_changed_at_run_time(self, app: App,
-                                                            pool_name: str) -> None:
+    def test_limits_from_the_message_and_changed_at_run_time(
+        self, app: App, pool_name: str
+    ) -> None:
         from ..exceptions import TimeLimitExceeded
         from ..roles import CONSUMER
 
