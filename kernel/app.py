@@ -20,6 +20,7 @@ from .errors import PluginError
 from .known import backend_plugin_for, broker_plugin_for
 from .plugins import PluginManager
 from .protocol import Request, encode_body, task_message, utcnow
+from .rates import parse_rate
 from .results import AsyncResult
 from .roles import Broker, ResultBackend
 from .settings import Settings
@@ -162,8 +163,8 @@ class App:
                 f"unknown task option(s) {', '.join(sorted(unknown))}; "
                 f"accepted: {', '.join(sorted(base.OPTIONS))}"
             )
-        if "rate_limit" in options and options["rate_limit"] is not None:
-            options["rate_limit"] = _checked_rate(options["rate_limit"])
+        if options.get("rate_limit") is not None:
+            parse_rate(options["rate_limit"])  # a malformed rate fails here, where it is written
         name = options.pop("name", None) or self._task_name(fun)
         bind = options.get("bind", base.bind)
         attrs = {
@@ -394,18 +395,3 @@ def _match(table: Mapping[Any, Any], name: str) -> Any:
         elif isinstance(pattern, str) and fnmatch.fnmatchcase(name, pattern):
             return route
     return None
-
-
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
-
-
-def _checked_rate(value: Any) -> Any:
-    """Refuse a malformed rate limit when the task is defined, quoting it and the forms allowed."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and _RATE.match(value):
-        return value
-    raise ValueError(
-        f"invalid rate limit {value!r}: use a number of tasks per second (10), "
-        "or N/s, N/m, N/h (10/s, 100/m, 1000/h)"
-    )

@@ -308,7 +308,7 @@ class Consumer:
         """Change a task's limits at run time (the `time_limit` remote command uses this)."""
         task = self.app.tasks[task_name]
         cls = type(task)
-        cls.soft_time_limit, cls.time_limit = soft, hard  # type: ignore[misc]
+        cls.soft_time_limit, cls.time_limit = soft, hard
         log.info("time limits of %s set to soft=%s hard=%s", task_name, soft, hard)
 
     def _finished(self, request: Request, message: Message, task: Task, outcome: Outcome) -> None:

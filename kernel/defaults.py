@@ -7,7 +7,6 @@ from typing import Any
 
 from .settings import (
     Setting,
-    identity,
     one_of,
     optional,
     to_bool,
@@ -41,6 +40,14 @@ def to_delivery_mode(value: Any) -> int:
     if number not in (1, 2):
         raise ValueError(f"expected 1, 2, 'transient' or 'persistent', got {value!r}")
     return number
+
+
+def to_rate(value: Any) -> Any:
+    """A rate limit as written (`10/s`, `100/m`, `1000/h`, a number), checked at start-up."""
+    from .rates import parse_rate
+
+    parse_rate(value)
+    return value
 
 
 def to_routes(value: Any) -> Any:
@@ -103,7 +110,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "task_time_limit", None, optional(to_seconds), "hard time limit (needs a pool honouring it)"
     ),
     _s("task_soft_time_limit", None, optional(to_seconds), "soft time limit"),
-    _s("task_default_rate_limit", None, identity, "rate limit for every task (plugin ratelimit)"),
+    _s("task_default_rate_limit", None, to_rate, "rate limit for every task (plugin ratelimit)"),
     _s("enable_utc", True, to_bool, "times in UTC"),
     _s("timezone", "UTC", to_str, "the app's time zone"),
     # worker
