@@ -157,10 +157,6 @@ def test_bad_values_name_the_allowed_ones(hello_site: Path, run_kernel: Any) -> 
         run_kernel(["start", "--loglevel", "loud"], hello_site), "'loud' is not one of", "debug"
     )
     assert_one_line_error(
-        run_kernel(["start", "--pool", "prefork"], hello_site),
-        "pip install taskkernel-pool-prefork",
-    )
-    assert_one_line_error(
         run_kernel(["start", "-s", "hello_greeting=hi"], hello_site), "belongs to plugin 'hello'"
     )
 

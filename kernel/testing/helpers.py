@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,26 +27,30 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float
 def peak_concurrency(pool: Pool, jobs: int, timeout: float = 10.0) -> int:
     """Submit `jobs` functions that block together; return how many ran at once at the peak.
 
-    Waits until all `jobs` run or the count stops rising, then releases them and waits for
-    every callback."""
-    running, peak, lock, gate = [0], [0], threading.Lock(), threading.Event()
+    Works for any pool: the counters live in shared memory (a forked pool child shares them)
+    and the gate is polled with `time.sleep` (which green threads cooperate with). Waits until
+    all `jobs` run or two seconds pass, releases them, and waits for every callback."""
+    shared = multiprocessing.get_context("fork")
+    running, peak, gate = shared.Value("i", 0), shared.Value("i", 0), shared.Value("b", 0)
 
     def hold(_: Any) -> None:
-        with lock:
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        gate.wait(timeout)
-        with lock:
-            running[0] -= 1
+        with running.get_lock():
+            running.value += 1
+            peak.value = max(peak.value, running.value)
+        deadline = time.monotonic() + timeout
+        while not gate.value and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with running.get_lock():
+            running.value -= 1
 
     finished: list[Any] = []
     for _ in range(jobs):
         pool.apply(hold, None, finished.append, finished.append)
-    wait_until(lambda: peak[0] >= jobs, timeout=min(timeout, 2.0))
-    gate.set()
+    wait_until(lambda: peak.value >= jobs, timeout=min(timeout, 2.0))
+    gate.value = 1
     if not wait_until(lambda: len(finished) == jobs, timeout=timeout):
         raise AssertionError(f"only {len(finished)} of {jobs} jobs called back")
-    return peak[0]
+    return int(peak.value)
 
 
 def in_ci() -> bool:

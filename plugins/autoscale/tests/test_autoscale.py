@@ -12,7 +12,7 @@ from kernel import App, ConfigError, Worker
 from kernel.roles import POOL
 from kernel.testing.helpers import wait_until
 
-POOLS = ["threads"]
+POOLS = ["threads", "prefork"]
 
 
 @pytest.mark.parametrize("pool_name", POOLS)

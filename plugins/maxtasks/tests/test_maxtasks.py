@@ -60,3 +60,103 @@ def test_options_exist_only_with_the_plugin(tmp_path: Path) -> None:
     assert without.returncode == 2 and "add --plugin maxtasks" in without.stderr
     shown = run("--plugin", "maxtasks", "--max-tasks-per-child", "5")
     assert shown.returncode == 0 and "after 5 tasks" in shown.stdout, shown.stderr
+
+
+LEAKY = """
+import os
+from kernel import App
+from kernel.proc import rss_kib
+
+app = App("leaky", broker="embedded:///{tmp}/b.db", backend="embedded:///{tmp}/r.db")
+HOARD = []
+
+@app.task(name="leaky.pid")
+def pid():
+    return os.getpid()
+
+@app.task(name="leaky.rss")
+def rss():
+    return rss_kib()
+
+@app.task(name="leaky.leak")
+def leak(megabytes):
+    HOARD.append(bytearray(megabytes * 1024 * 1024))  # kept: a leak
+    return os.getpid()
+"""
+
+
+def _leaky(tmp_path: Path) -> object:
+    import importlib.util
+    import uuid
+
+    (tmp_path / "leaky.py").write_text(LEAKY.format(tmp=tmp_path))
+    spec = importlib.util.spec_from_file_location(
+        f"leaky_{uuid.uuid4().hex}", tmp_path / "leaky.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kernel",
+            "start",
+            "-A",
+            "leaky:app",
+            "-P",
+            "prefork",
+            "-c",
+            "1",
+            "--plugin",
+            "maxtasks",
+            *args,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_prefork_children_are_recycled_after_n_tasks(tmp_path: Path) -> None:
+    leaky = _leaky(tmp_path)
+    proc = _start(tmp_path, "--max-tasks-per-child", "3")
+    try:
+        pids = [leaky.pid.delay().get(timeout=30) for _ in range(9)]  # type: ignore[attr-defined]
+    finally:
+        _stop(proc)
+    assert [pids.count(p) for p in dict.fromkeys(pids)] == [3, 3, 3]  # nothing lost or failed
+
+
+def test_prefork_child_above_the_memory_bound_is_recycled_after_its_task(tmp_path: Path) -> None:
+    leaky = _leaky(tmp_path)
+    probe = _start(tmp_path, "--max-tasks-per-child", "1000")
+    try:
+        baseline = leaky.rss.delay().get(timeout=30)  # type: ignore[attr-defined]
+    finally:
+        _stop(probe)
+    proc = _start(tmp_path, "--max-memory-per-child", str(baseline + 40_000))
+    try:
+        steady = [leaky.pid.delay().get(timeout=30) for _ in range(3)]  # type: ignore[attr-defined]
+        leaker = leaky.leak.delay(60).get(timeout=30)  # type: ignore[attr-defined]
+        after = leaky.pid.delay().get(timeout=30)  # type: ignore[attr-defined]
+    finally:
+        out = _stop(proc)
+    assert len(set(steady)) == 1 and leaker == steady[0]  # below the bound: kept
+    assert after != leaker  # the task that crossed it succeeded; then its child was replaced
+    assert "recycling it" in out

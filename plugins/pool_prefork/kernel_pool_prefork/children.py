@@ -1,0 +1,77 @@
+"""What the parent keeps per job and per child process, and how a child's exit is described."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+
+class Job:
+    """One applied function (by its key in the function table), its callbacks and limits."""
+
+    __slots__ = ("arg", "callback", "error_callback", "hard", "key", "settled", "soft")
+
+    def __init__(
+        self,
+        key: int,
+        arg: Any,
+        callback: Callable[[Any], None],
+        error_callback: Callable[[BaseException], None],
+        timeouts: tuple[float | None, float | None],
+    ) -> None:
+        self.key, self.arg = key, arg
+        self.callback, self.error_callback = callback, error_callback
+        self.soft, self.hard = timeouts
+        self.settled = False
+
+
+class Child:
+    """A forked process, the parent's end of its pipe, and the job it runs (if any).
+
+    `known` is how many functions the table held when it was forked: it can run keys below
+    that. `retiring` means it takes no more jobs and is told to exit once idle. The deadlines
+    are `time.monotonic()` values: the running job's limits, and, once the child has been told
+    to exit, when to stop waiting and kill it."""
+
+    __slots__ = (
+        "conn",
+        "eof",
+        "hard_at",
+        "job",
+        "kill_at",
+        "known",
+        "pid",
+        "proc",
+        "retiring",
+        "soft_at",
+    )
+
+    def __init__(self, proc: Any, conn: Any, known: int) -> None:
+        self.proc, self.conn, self.known = proc, conn, known
+        self.pid: int = proc.pid  # kept: the process object forgets it once closed
+        self.job: Job | None = None
+        self.retiring = False
+        self.eof = False  # its end of the pipe is closed: it is exiting
+        self.soft_at: float | None = None
+        self.hard_at: float | None = None
+        self.kill_at: float | None = None
+
+    def knows(self, key: int) -> bool:
+        return key < self.known
+
+    def deadlines(self) -> list[float]:
+        return [t for t in (self.soft_at, self.hard_at, self.kill_at) if t is not None]
+
+
+def exit_reason(code: int | None) -> str:
+    """How a child ended, in the words of Celery's WorkerLostError: "signal 9 (SIGKILL)"."""
+    if code is None:
+        return "unknown exit status"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"signal {-code} ({name})"
+    return f"exitcode {code}"
