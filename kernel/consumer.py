@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import serialization
 
 from .exceptions import (
+    BrokerUnreachable,
     InvalidTaskError,
     NotRegistered,
     TaskRevokedError,
@@ -138,6 +139,10 @@ class Consumer:
                 self._flush()
                 self._dispatch()
                 failures = 0
+            except BrokerUnreachable as exc:  # its reconnect policy is spent: the worker ends
+                log.critical("giving up on the broker: %s", exc)
+                self._state = "stopped"
+                self.worker.fail(str(exc))
             except Exception:
                 failures += 1
                 log.exception("consumer loop error (%d in a row); retrying", failures)

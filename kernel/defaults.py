@@ -7,6 +7,7 @@ from typing import Any
 
 from .settings import (
     Setting,
+    identity,
     one_of,
     optional,
     to_bool,
@@ -74,6 +75,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     _s("broker_connection_retry", True, to_bool, "retry connecting and publishing"),
     _s("broker_connection_max_retries", 100, optional(to_int), "give up after this many tries"),
     _s("broker_connection_timeout", 4.0, to_seconds, "seconds to wait for a connection"),
+    _s("broker_heartbeat", 60.0, optional(to_seconds), "AMQP heartbeat interval (s)"),
+    _s("broker_use_ssl", None, identity, "TLS options for the broker connection"),
     _s("result_backend", None, optional(to_str), "result backend URL (default: embedded)"),
     _s("result_backend_transport_options", {}, to_dict, "options for the result backend"),
     _s("result_expires", 86400.0, optional(to_seconds), "seconds results are kept"),
@@ -87,6 +90,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     _s("task_protocol", 2, to_int, "message protocol sent (2; 1 is accepted on input)"),
     _s("task_default_queue", "celery", to_str, "queue for tasks with no route"),
     _s("task_default_priority", None, optional(to_priority), "priority when none is given"),
+    _s("task_queue_max_priority", None, optional(to_priority), "RabbitMQ x-max-priority of queues"),
     _s("task_default_delivery_mode", 2, to_delivery_mode, "1 transient, 2 persistent"),
     _s("task_routes", None, to_routes, "task name (or glob) -> queue"),
     _s("task_create_missing_queues", True, to_bool, "declare queues named by routes"),

@@ -102,10 +102,9 @@ class KombuBroker:
         if found is None:
             if isinstance(spec, str):
                 found = Queue(spec, Exchange(spec, "direct"), routing_key=spec)
-            else:
+            else:  # on the default exchange only, as Celery's reply queues are
                 found = Queue(
                     spec.name,
-                    Exchange(spec.name, "direct"),
                     routing_key=spec.name,
                     durable=spec.durable,
                     auto_delete=spec.auto_delete,

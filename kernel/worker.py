@@ -82,6 +82,7 @@ class Worker:
         self._started: list[Step] = []
         self._mode: str | None = None  # None while running, then "warm" or "cold"
         self._stopping = False
+        self._failure: str | None = None
         self._wake = threading.Event()
 
     # -- building ---------------------------------------------------------------------------
@@ -274,6 +275,11 @@ class Worker:
     def started_steps(self) -> list[str]:
         return [step.name for step in self._started]
 
+    def fail(self, reason: str) -> None:
+        """Shut down because something the worker needs is gone; `run()` then exits with 1."""
+        self._failure = reason
+        self.request_shutdown()
+
     def request_shutdown(self, cold: bool = False) -> None:
         """Ask the worker's `run()` loop to shut down (safe from any thread)."""
         if cold or self._mode is None:
@@ -313,7 +319,7 @@ class Worker:
             self.terminate()
             return 1
         self.stop()
-        return 0
+        return 1 if self._failure else 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name

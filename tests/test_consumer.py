@@ -357,3 +357,28 @@ def test_worker_consumes_only_its_queues(app: App) -> None:
         assert elsewhere.state == "PENDING"  # nobody consumes that queue
     finally:
         worker.stop()
+
+
+def test_worker_exits_with_1_when_the_broker_gives_up(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from kernel.exceptions import BrokerUnreachable
+    from kernel.roles import BROKER
+
+    worker = Worker(app=app, settings={"worker_pool": "solo"})
+
+    def lose_the_broker() -> None:
+        from kernel.testing.helpers import wait_until
+
+        assert wait_until(lambda: BROKER in worker.services)
+
+        def poll(timeout: float) -> None:
+            raise BrokerUnreachable("gave up reconnecting to memory:// after 3 attempt(s)")
+
+        worker.services[BROKER].poll = poll  # type: ignore[method-assign]
+
+    threading.Thread(target=lose_the_broker, daemon=True).start()
+    assert worker.run() == 1
+    assert "giving up on the broker: gave up reconnecting" in caplog.text

@@ -85,6 +85,9 @@ class RPCBackend(BaseBackend):
     def get(self, task_id: str) -> dict[str, Any] | None:
         consumer, results = self._state()
         consumer.poll(0)
+        if task_id not in results:
+            # a broker that pushes (AMQP) may still have a just-sent result on the wire
+            consumer.poll(0.05)
         return results.get(task_id)
 
     def wait_for(
