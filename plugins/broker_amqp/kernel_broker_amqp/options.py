@@ -34,10 +34,10 @@ class AmqpOptions:
     def from_app(cls, app: App) -> AmqpOptions:
         conf = app.conf
         transport = dict(conf.broker_transport_options or {})
-        # Not declared by the core (yet): read if set, as Celery names them.
-        heartbeat = conf.get("broker_heartbeat")
+        # broker_heartbeat when set explicitly, else the transport option, else the default
+        heartbeat = conf.explicit().get("broker_heartbeat")
         if heartbeat is None:
-            heartbeat = transport.get("heartbeat", DEFAULT_HEARTBEAT)
+            heartbeat = transport.get("heartbeat", conf.get("broker_heartbeat", DEFAULT_HEARTBEAT))
         priority = conf.get("task_queue_max_priority")
         return cls(
             transport_options=transport,
