@@ -22,7 +22,7 @@ from .plugins import PluginManager
 from .protocol import Request, encode_body, task_message, utcnow
 from .rates import parse_rate
 from .results import AsyncResult
-from .roles import Broker, ResultBackend
+from .roles import Broker, QueueSpec, ResultBackend
 from .settings import Settings
 from .task import Task as TaskBase
 from .task import new_id
@@ -319,6 +319,7 @@ class App:
         priority = options.get("priority", route.get("priority"))
         if priority is None:
             priority = self.conf.task_default_priority
+        reply_to = options.get("reply_to") or self.oid
         parent = self.current_request()
         parent_id = options.get("parent_id") or (parent.id if parent else None)
         root_id = options.get("root_id") or (parent.root_id if parent else None)
@@ -342,7 +343,7 @@ class App:
             errbacks=as_signature_list(options.get("link_error"), self),
             chain=options.get("chain"),
             chord=options.get("chord"),
-            reply_to=options.get("reply_to") or self.oid,
+            reply_to=reply_to,
             priority=priority,
             stamps=options.get("stamps"),
             extra_headers=options.get("headers"),
@@ -353,7 +354,11 @@ class App:
             body, serializer, options.get("compression") or self.conf.task_compression
         )
         headers.update(extra)
-        declare = [queue] if self.conf.task_create_missing_queues and not exchange else []
+        declare: list[str | QueueSpec] = (
+            [queue] if self.conf.task_create_missing_queues and not exchange else []
+        )
+        if reply_to == self.oid:
+            declare += self._reply_queues(reply_to)
         self.broker.publish(
             raw,
             routing_key=routing_key,
@@ -365,6 +370,13 @@ class App:
             declare=declare,
         )
         return AsyncResult(task_id, self)
+
+    def _reply_queues(self, reply_to: str) -> list[QueueSpec]:
+        """This client's reply queue, when its backend answers by message (rpc://). It must
+        exist before a worker replies, or the broker drops the reply: Celery workers do not
+        declare it, Celery clients declare it on every send, and so do we."""
+        reply_queue = getattr(self.backend, "reply_queue", None)
+        return [reply_queue(reply_to)] if reply_queue is not None else []
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id, self)

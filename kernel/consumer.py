@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -217,7 +218,7 @@ class Consumer:
         if request is not None and request.id:
             self._store_now(
                 request,
-                result_meta(request.id, FAILURE, NotRegistered(request.name), request=request),
+                self._meta(request, FAILURE, NotRegistered(request.name)),
             )
         try:
             message.reject(requeue=False)
@@ -236,7 +237,7 @@ class Consumer:
         if request.id:
             self._store_now(
                 request,
-                result_meta(request.id, REVOKED, TaskRevokedError("expired"), request=request),
+                self._meta(request, REVOKED, TaskRevokedError("expired")),
             )
         message.ack()
         return True
@@ -282,11 +283,8 @@ class Consumer:
             if task.option("track_started") and request.id and not ignored:
                 self._store_now(
                     request,
-                    result_meta(
-                        request.id,
-                        STARTED,
-                        {"pid": None, "hostname": self.worker.hostname},
-                        request=request,
+                    self._meta(
+                        request, STARTED, {"pid": os.getpid(), "hostname": self.worker.hostname}
                     ),
                 )
             self.active += 1
@@ -338,7 +336,7 @@ class Consumer:
         if requeue:
             outcome = Outcome(request.id or "", REJECTED, None, requeue=True)
         else:
-            meta = result_meta(request.id or "", FAILURE, exc, request=request)
+            meta = self._meta(request, FAILURE, exc)
             outcome = Outcome(
                 request.id or "", FAILURE, self.backend.encode(meta), summary=repr(exc)
             )
@@ -405,6 +403,13 @@ class Consumer:
                 message.ack()
         except Exception:
             log.exception("could not acknowledge task %s[%s]", request.name, request.id)
+
+    def _meta(self, request: Request, state: str, result: Any) -> dict[str, Any]:
+        """A meta this loop writes itself, laid out as the executor's are (extended fields too)."""
+        request.hostname = self.worker.hostname
+        return result_meta(
+            request.id or "", state, result, request=request, extended=self.executor.extended
+        )
 
     def _store_now(self, request: Request, meta: dict[str, Any]) -> None:
         task_id = request.id or ""

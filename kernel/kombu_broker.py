@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .roles import Message
 
 
+# publishing connections kept open between publishes (more are opened while many publish at once)
+MAX_IDLE_PUBLISHERS = 8
+
+
 def safe_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
 
@@ -46,7 +50,8 @@ class KombuBroker:
         self.publish_retry_policy = dict(publish_retry_policy or {})
         self.connect_max_retries = connect_max_retries
         self.wakes_up = False
-        self._local = threading.local()
+        self._pid = os.getpid()
+        self._idle: list[tuple[Connection, Any]] = []
         self._lock = threading.Lock()
         self._publishers: list[Connection] = []
         self._queues: dict[str, Queue] = {}
@@ -114,14 +119,31 @@ class KombuBroker:
             self._queues[key] = found
         return found
 
-    def _producer(self) -> Any:
-        state = getattr(self._local, "producer", None)
-        if state is None or state[0] != os.getpid():
-            conn = self.connection()
-            with self._lock:
-                self._publishers.append(conn)
-            state = self._local.producer = (os.getpid(), conn, conn.Producer())
-        return state[2]
+    def _lend(self) -> tuple[Connection, Any]:
+        """A publishing connection and producer for one publish: pooled, not one per thread,
+        since a green-thread pool runs every task in a new (green) thread."""
+        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
+            self._pid, self._publishers, self._idle = os.getpid(), [], []
+            self._lock = threading.Lock()
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        conn = self.connection()
+        with self._lock:
+            self._publishers.append(conn)
+        return conn, conn.Producer()
+
+    def _give_back(self, lent: tuple[Connection, Any], broken: bool) -> None:
+        with self._lock:
+            if not broken and len(self._idle) < MAX_IDLE_PUBLISHERS:
+                self._idle.append(lent)
+                return
+            if lent[0] in self._publishers:
+                self._publishers.remove(lent[0])
+        try:
+            lent[0].release()
+        except Exception:
+            pass
 
     def publish(
         self,
@@ -137,8 +159,10 @@ class KombuBroker:
     ) -> None:
         props = dict(properties)
         expiration = props.pop("expiration", None)
+        lent = self._lend()
+        broken = True
         try:
-            self._producer().publish(
+            lent[1].publish(
                 body,
                 routing_key=routing_key,
                 exchange=exchange,
@@ -151,10 +175,13 @@ class KombuBroker:
                 expiration=int(expiration) / 1000 if expiration is not None else None,
                 **props,
             )
+            broken = False
         except OSError as exc:
             raise BrokerUnreachable(
                 f"cannot publish to broker {safe_url(self.url)}: {exc}"
             ) from exc
+        finally:
+            self._give_back(lent, broken)
 
     # -- consuming (one thread) -------------------------------------------------------------
     def consume(
@@ -218,9 +245,8 @@ class KombuBroker:
         conns = [self._consumer_conn] if self._consumer_conn is not None else []
         with self._lock:
             conns += self._publishers
-            self._publishers = []
+            self._publishers, self._idle = [], []
         self._consumer_conn = None
-        self._local = threading.local()
         for conn in conns:
             try:
                 conn.release()

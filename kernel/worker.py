@@ -334,11 +334,15 @@ class Worker:
             self._mode = "warm"
 
     def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
+        # Ask signal.signal rather than threading: under eventlet's patching,
+        # threading.main_thread() is not the OS main thread, which is what signals need.
         previous: dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            previous[sig] = signal.signal(sig, self._on_signal)
+            try:
+                previous[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread: whoever runs us handles signals
+                self._restore_signal_handlers(previous)
+                return {}
         return previous
 
     @staticmethod

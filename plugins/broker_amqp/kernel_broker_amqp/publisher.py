@@ -1,4 +1,4 @@
-"""Publishing from any thread: a connection per thread (new after a fork), retried per policy."""
+"""Publishing from any thread: pooled connections (new after a fork), retried per policy."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ RETRY_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Link:
-    """One thread's publishing connection and producer."""
+    """One publishing connection and its producer."""
 
     def __init__(self, conn: Any, url: str) -> None:
         self.conn, self.url = conn, url
@@ -58,15 +58,21 @@ class Link:
         close_quietly(self.conn, timeout)
 
 
+# Connections kept open between publishes. More are opened while many threads (or thousands of
+# green threads) publish at once, and closed again as they come back beyond this number.
+MAX_IDLE = 8
+
+
 class Publishers:
-    """The publishing side of one broker object."""
+    """The publishing side of one broker object: a small pool of connections, each lent to
+    one publish at a time (new after a fork), with connection failures retried per policy."""
 
     def __init__(self, connector: Connector, retry: bool, policy: Mapping[str, Any]) -> None:
         self.connector = connector
         self.policy: dict[str, Any] = dict(policy) if retry else {"max_retries": 0}
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._links: list[Link] = []
+        self._idle: list[Link] = []
         self._pid = os.getpid()
 
     def _forked(self, pid: int) -> None:
@@ -76,43 +82,48 @@ class Publishers:
         self._pid = pid
         self._lock = threading.Lock()
         self._links = []
-        self._local = threading.local()
+        self._idle = []
 
-    def _link(self) -> Link:
+    def _acquire(self) -> Link:
         pid = os.getpid()
         if pid != self._pid:
             self._forked(pid)
-        link: Link | None = getattr(self._local, "link", None)
-        if link is not None:
-            return link
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
         conn, url = self.connector.open(heartbeat=0.0)  # idle publishers must not be timed out
         try:
             link = Link(conn, url)
         except BaseException:
             conn.collect()
             raise
-        self._local.link = link
         with self._lock:
             self._links.append(link)
         return link
 
-    def _drop(self, _: BaseException | None = None) -> None:
-        link: Link | None = getattr(self._local, "link", None)
-        self._local.link = None
-        if link is None:
-            return
+    def _release(self, link: Link) -> None:
+        with self._lock:
+            if os.getpid() == self._pid and len(self._idle) < MAX_IDLE:
+                self._idle.append(link)
+                return
+        self._discard(link, gently=True)
+
+    def _discard(self, link: Link, gently: bool = False) -> None:
         with self._lock:
             if link in self._links:
                 self._links.remove(link)
         try:
-            link.conn.collect()  # broken: no goodbye, it could hang
+            if gently:
+                link.close(self.connector.options.connect_timeout)
+            else:
+                link.conn.collect()  # broken: no goodbye, it could hang
         except Exception:
             pass
 
     def _checked(self) -> Link:
-        """This thread's link, replaced first if the server closed it while it sat idle (a
-        restart, a forced close): that costs no try of the retry policy, nothing was sent."""
-        link = self._link()
+        """A link, replaced first if the server closed it while it sat idle (a restart, a
+        forced close): that costs no try of the retry policy, nothing was sent."""
+        link = self._acquire()
         try:
             link.check()
         except (*RETRY_ERRORS, ChannelError, AttributeError) as exc:
@@ -120,18 +131,24 @@ class Publishers:
                 # an earlier message was refused after its publish had returned
                 where = self.connector.where(link.url)
                 log.warning("broker %s refused an earlier publish: %s", where, reason(exc))
-            self._drop()
-            link = self._link()
+            self._discard(link)
+            link = self._acquire()
         return link
 
     def publish(self, send: Callable[[Any], None]) -> None:
-        """Call `send(producer)` on this thread's connection, retrying connection failures."""
+        """Call `send(producer)` on a pooled connection, retrying connection failures."""
         used: list[str] = []
+        held: list[Link] = []  # the link of the current attempt
 
         def attempt() -> None:
             link = self._checked()
+            held.append(link)
             used.append(link.url)
             send(link.producer)
+
+        def drop(_: BaseException | None = None) -> None:
+            while held:
+                self._discard(held.pop())
 
         try:
             retry_call(
@@ -139,25 +156,29 @@ class Publishers:
                 RETRY_ERRORS,
                 self.policy,
                 f"publishing to {self.connector.name}",
-                on_retry=self._drop,
+                on_retry=drop,
             )
         except BrokerUnreachable as exc:
-            self._drop()
+            drop()
             raise BrokerUnreachable(f"cannot publish: {exc}") from None
         except RETRY_ERRORS as exc:
-            self._drop()
+            drop()
             where = f"broker {self.connector.where(used[-1])}" if used else self.connector.name
             raise BrokerUnreachable(f"cannot publish to {where}: {reason(exc)}") from None
         except AMQPError:
-            self._drop()  # the server closed this channel: the next publish needs a new one
+            drop()  # the server closed this channel: the next publish needs a new one
             raise
+        except BaseException:
+            drop()
+            raise
+        while held:
+            self._release(held.pop())
 
     def close(self) -> None:
         if os.getpid() != self._pid:
             self._forked(os.getpid())  # nothing of this process's own to close
             return
         with self._lock:
-            links, self._links = self._links, []
-        self._local = threading.local()
+            links, self._links, self._idle = self._links, [], []
         for link in links:
             link.close(self.connector.options.connect_timeout)

@@ -84,12 +84,6 @@ def test_the_hard_limit_kills_the_task(client: App) -> None:
     counters.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel/worker.py installs its signal handlers only when threading.current_thread() "
-    "is threading.main_thread(), which eventlet's patching makes false: SIGTERM kills the "
-    "worker at once instead of stopping it warmly",
-)
 def test_a_warm_shutdown_lets_running_tasks_finish(start_worker: Callable[..., Any]) -> None:
     require_server("Redis", "127.0.0.1", 6379)
     queue = f"green-eventlet-{uuid.uuid4().hex[:10]}"

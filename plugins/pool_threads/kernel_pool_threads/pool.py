@@ -1,4 +1,4 @@
-"""A resizable set of daemon threads fed from one queue, with time limits as far as CPython allows."""
+"""A resizable set of daemon threads fed from one queue, with time limits where CPython allows."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def _raise_in(thread_id: int, exc_type: type[BaseException]) -> None:
 
     It arrives only when that thread runs Python code again: a thread blocked in a C call
     (a socket read, a C extension's loop) sees it once the call returns."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
+    )
 
 
 def _absorb() -> None:
@@ -42,12 +44,26 @@ def _absorb() -> None:
 class Job:
     """One submitted function, and who settles it first: the thread, or the hard time limit."""
 
-    __slots__ = ("arg", "callback", "error_callback", "fn", "hard", "lock", "settled", "soft",
-                 "thread")
+    __slots__ = (
+        "arg",
+        "callback",
+        "error_callback",
+        "fn",
+        "hard",
+        "lock",
+        "settled",
+        "soft",
+        "thread",
+    )
 
-    def __init__(self, fn: Callable[[Any], Any], arg: Any, callback: Callable[[Any], None],
-                 error_callback: Callable[[BaseException], None],
-                 timeouts: tuple[float | None, float | None]) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        arg: Any,
+        callback: Callable[[Any], None],
+        error_callback: Callable[[BaseException], None],
+        timeouts: tuple[float | None, float | None],
+    ) -> None:
         self.fn, self.arg, self.callback, self.error_callback = fn, arg, callback, error_callback
         self.soft, self.hard = timeouts
         self.lock = threading.Lock()
@@ -91,8 +107,9 @@ class ThreadPool:
 
     def _spawn(self) -> None:
         with self._lock:
-            thread = threading.Thread(target=self._work, name=f"kernel-pool-{next(self._serial)}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._work, name=f"kernel-pool-{next(self._serial)}", daemon=True
+            )
             self._threads.add(thread)
         thread.start()
 
@@ -149,24 +166,31 @@ class ThreadPool:
             job.callback(result)
         return True
 
-    def apply(self, fn: Callable[[Any], Any], arg: Any, callback: Callable[[Any], None],
-              error_callback: Callable[[BaseException], None],
-              timeouts: tuple[float | None, float | None] = (None, None)) -> None:
+    def apply(
+        self,
+        fn: Callable[[Any], Any],
+        arg: Any,
+        callback: Callable[[Any], None],
+        error_callback: Callable[[BaseException], None],
+        timeouts: tuple[float | None, float | None] = (None, None),
+    ) -> None:
         self._jobs.put(Job(fn, arg, callback, error_callback, timeouts))
 
     # -- time limits ------------------------------------------------------------------------
     def _watch_limits(self, job: Job) -> None:
         now = time.monotonic()
-        entries = [(now + limit, kind) for limit, kind in ((job.soft, "soft"), (job.hard, "hard"))
-                   if limit]
+        entries = [
+            (now + limit, kind) for limit, kind in ((job.soft, "soft"), (job.hard, "hard")) if limit
+        ]
         if not entries:
             return
         with self._watch:
             for deadline, kind in entries:
                 heapq.heappush(self._deadlines, (deadline, next(self._serial), kind, job))
             if self._watchdog is None:
-                self._watchdog = threading.Thread(target=self._police, daemon=True,
-                                                  name="kernel-pool-timelimits")
+                self._watchdog = threading.Thread(
+                    target=self._police, daemon=True, name="kernel-pool-timelimits"
+                )
                 self._watchdog.start()
             self._watch.notify()
 
@@ -241,5 +265,9 @@ class ThreadPool:
     def info(self) -> dict[str, Any]:
         with self._lock:
             names = sorted(thread.name for thread in self._threads)
-        return {"implementation": "threads", "max-concurrency": self._target, "threads": names,
-                "processes": [os.getpid()]}
+        return {
+            "implementation": "threads",
+            "max-concurrency": self._target,
+            "threads": names,
+            "processes": [os.getpid()],
+        }
