@@ -103,7 +103,7 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             "--concurrency",
             type=click.IntRange(min=1),
             default=None,
-            help="Pool slots (default: the number of CPUs).",
+            help="Pool slots (default: the number of CPUs; 100 for gevent and eventlet).",
         ),
         click.option(
             "-Q",

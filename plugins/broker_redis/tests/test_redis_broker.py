@@ -330,3 +330,31 @@ def _answers(port: int) -> bool:
         return bool(redis.Redis(port=port).ping())
     except redis.ConnectionError:
         return False
+
+
+def test_a_bad_url_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "kernel", "call", "-b", "redis://127.0.0.1:notaport/0", "proj.x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "setting 'broker_url': bad port in" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_rediss_urls_make_tls_connections() -> None:
+    from kernel_broker_redis.urls import targets
+    from redis.connection import SSLConnection
+
+    (target,) = targets("rediss://:secret@redis.example:6380/0", {}, 4.0)
+    client = target.client()
+    assert client.connection_pool.connection_class is SSLConnection
+    assert (target.host, target.port) == ("redis.example", 6380)
+    assert "secret" not in target.where

@@ -125,3 +125,33 @@ def test_the_contracts_pass_in_a_gevent_patched_pytest() -> None:
     passed = re.search(r"(\d+) passed", report)
     assert passed is not None and int(passed.group(1)) == 8, report
     assert "skipped" not in report, report
+
+
+def test_autoscale_grows_to_max_under_a_burst_and_back_to_min(
+    start_worker: Callable[..., Any],
+) -> None:
+    require_server("Redis", "127.0.0.1", 6379)
+    queue = f"green-gevent-scale-{uuid.uuid4().hex[:10]}"
+    worker = start_worker(
+        {"GREEN_BROKER": REDIS, "GREEN_BACKEND": REDIS, "GREEN_QUEUE": queue},
+        "--plugin",
+        "autoscale",
+        "--autoscale",
+        "50,2",
+        "-s",
+        "worker_autoscale_keepalive=1",
+        "-s",
+        "worker_autoscale_interval=0.2",
+    )
+    app = App("client", broker=REDIS, backend=REDIS, task_default_queue=queue)
+    try:
+        began = time.monotonic()
+        results = [app.send_task("green_tasks.nap", (1,)) for _ in range(100)]
+        for result in results:
+            result.get(timeout=60)
+        assert time.monotonic() - began < 10  # two green threads would need 50 s
+        worker.wait_for("autoscale: pool grows", 5)
+        assert re.search(r"autoscale: pool grows \d+ -> 50 ", worker.log), worker.log
+        worker.wait_for("-> 2 (0 tasks held)", 20)  # idle: back to MIN
+    finally:
+        app.close()
