@@ -19,7 +19,7 @@ from .defaults import CORE_SETTINGS
 from .errors import PluginError
 from .known import backend_plugin_for, broker_plugin_for
 from .plugins import PluginManager
-from .protocol import Request, encode_body, task_message, utcnow
+from .protocol import NOTIFY_HEADER, Request, encode_body, task_message, utcnow
 from .rates import parse_rate
 from .results import AsyncResult
 from .roles import Broker, QueueSpec, ResultBackend
@@ -358,7 +358,11 @@ class App:
             [queue] if self.conf.task_create_missing_queues and not exchange else []
         )
         if reply_to == self.oid:
-            declare += self._reply_queues(reply_to)
+            reply_queue, notify_channel = self._result_channels()
+            if reply_queue is not None:
+                declare.append(reply_queue(reply_to))
+            if notify_channel is not None:
+                headers[NOTIFY_HEADER] = notify_channel(reply_to)
         self.broker.publish(
             raw,
             routing_key=routing_key,
@@ -371,12 +375,24 @@ class App:
         )
         return AsyncResult(task_id, self)
 
-    def _reply_queues(self, reply_to: str) -> list[QueueSpec]:
-        """This client's reply queue, when its backend answers by message (rpc://). It must
-        exist before a worker replies, or the broker drops the reply: Celery workers do not
-        declare it, Celery clients declare it on every send, and so do we."""
-        reply_queue = getattr(self.backend, "reply_queue", None)
-        return [reply_queue(reply_to)] if reply_queue is not None else []
+    def _result_channels(self) -> tuple[Any, Any]:
+        """What this client's backend needs on each message it sends, looked up once:
+
+        * `reply_queue(oid)`: a backend answering by message (rpc://) needs the client's reply
+          queue declared before a worker replies, or the broker drops the reply (Celery
+          workers do not declare it; Celery clients declare it on every send, as we do);
+        * `notify_channel(oid)`: a backend that announces results in batches (Redis) names
+          the channel this client waits on, sent in the NOTIFY_HEADER header."""
+        found = getattr(self._local, "result_channels", None)
+        if found is None or found[0] is not self._backend:
+            backend = self.backend
+            found = (
+                backend,
+                getattr(backend, "reply_queue", None),
+                getattr(backend, "notify_channel", None),
+            )
+            self._local.result_channels = found
+        return found[1], found[2]
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id, self)

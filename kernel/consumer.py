@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kombu import serialization
 
@@ -30,7 +30,7 @@ from .exceptions import (
     WorkerLostError,
 )
 from .execute import Executor, Outcome
-from .protocol import Request, decode_payload, decode_request, utcnow
+from .protocol import NOTIFY_HEADER, Request, decode_payload, decode_request, utcnow
 from .results import FAILURE, REJECTED, REVOKED, STARTED, SUCCESS, result_meta
 from .roles import Stored
 
@@ -43,7 +43,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("kernel.worker")
 
 IDLE_POLL = 1.0  # longest poll between housekeeping passes
+FLUSH_BATCH = 100  # results stored (and messages acked) together once this many have finished
+FLUSH_AFTER = 0.005  # ... or once the oldest of them has waited this long (seconds)
 NO_WAKEUP_POLL = 0.005  # poll interval while tasks run, for brokers that cannot be woken
+
+
+class Policy(NamedTuple):
+    """What the consumer needs to know of a task's options for each of its messages."""
+
+    acks_late: bool
+    acks_on_failure_or_timeout: bool
+    ignore_result: bool
+    track_started: bool
+    time_limit: float | None
+    soft_time_limit: float | None
 
 
 class Consumer:
@@ -77,6 +90,8 @@ class Consumer:
         self.ready: deque[tuple[Request, Message, Task]] = deque()
         self.held: dict[int, tuple[Request, Message]] = {}  # waiting on a timer (eta, deferral)
         self.finished: list[tuple[Request, Message, Task, Outcome]] = []
+        self._finished_since = 0.0
+        self._policies: dict[str, Policy] = {}
         self.active = 0
         self.processed = 0
         # autoscale sizes the prefetch window for the largest pool it may grow to
@@ -137,8 +152,13 @@ class Consumer:
                 self.broker.poll(self._timeout())
                 self._run_calls()
                 self._run_timers()
-                self._flush()
                 self._dispatch()
+                if self.finished and (
+                    not self.ready  # nothing else to do: store and ack now
+                    or len(self.finished) >= FLUSH_BATCH
+                    or time.monotonic() - self._finished_since >= FLUSH_AFTER
+                ):
+                    self._flush()
                 failures = 0
             except BrokerUnreachable as exc:  # its reconnect policy is spent: the worker ends
                 log.critical("giving up on the broker: %s", exc)
@@ -154,9 +174,11 @@ class Consumer:
         log.debug("consumer loop ended (%s)", "cold" if self._cold else "warm")
 
     def _timeout(self) -> float:
-        if self.calls or self.finished or (self.ready and self.active < self.pool.concurrency):
+        if self.calls or (self.ready and self.active < self.pool.concurrency):
             return 0.0
         timeout = IDLE_POLL
+        if self.finished:  # results wait for their batch; not longer than FLUSH_AFTER
+            timeout = max(self._finished_since + FLUSH_AFTER - time.monotonic(), 0.0)
         if self.timers:
             timeout = min(timeout, max(self.timers[0][0] - time.monotonic(), 0.0))
         if self.active and not getattr(self.broker, "wakes_up", True):
@@ -272,15 +294,13 @@ class Consumer:
                 if delay:
                     self._hold(float(delay), request, message, task)
                     continue
-            late = task.option("acks_late")
-            if not late:
+            policy = self.policy(task)
+            if not policy.acks_late:
                 message.ack()  # early ack: the task is accepted, about to run
             ignored = (
-                request.ignore_result
-                if request.ignore_result is not None
-                else task.option("ignore_result")
+                request.ignore_result if request.ignore_result is not None else policy.ignore_result
             )
-            if task.option("track_started") and request.id and not ignored:
+            if policy.track_started and request.id and not ignored:
                 self._store_now(
                     request,
                     self._meta(
@@ -294,17 +314,39 @@ class Consumer:
                 request,
                 partial(self.call_soon, self._finished, request, message, task),
                 partial(self.call_soon, self._lost, request, message, task),
-                self._timeouts(request, task),
+                self._timeouts(request, policy),
             )
+            if self.calls:  # a pool that ran it already (solo): settle it and go on
+                self._run_calls()
+            if len(self.finished) >= FLUSH_BATCH:
+                self._flush()
 
-    @staticmethod
-    def _timeouts(request: Request, task: Task) -> tuple[float | None, float | None]:
+    def policy(self, task: Task) -> Policy:
+        """The task's options as they apply now, worked out once per task (it is asked about
+        every message); `set_time_limit` and `forget_policies` make it look again."""
+        found = self._policies.get(task.name)
+        if found is None:
+            found = self._policies[task.name] = Policy(
+                acks_late=bool(task.option("acks_late")),
+                acks_on_failure_or_timeout=bool(task.option("acks_on_failure_or_timeout")),
+                ignore_result=bool(task.option("ignore_result")),
+                track_started=bool(task.option("track_started")),
+                time_limit=task.option("time_limit"),
+                soft_time_limit=task.option("soft_time_limit"),
+            )
+        return found
+
+    def forget_policies(self) -> None:
+        """Task options or settings changed while running: work them out again."""
+        self._policies.clear()
+
+    def _timeouts(self, request: Request, policy: Policy) -> tuple[float | None, float | None]:
         """(soft, hard): the message's own limits, else the task's, else the app's defaults."""
         hard, soft = request.timelimit  # the wire order is [hard, soft]
         if hard is None:
-            hard = task.option("time_limit")
+            hard = policy.time_limit
         if soft is None:
-            soft = task.option("soft_time_limit")
+            soft = policy.soft_time_limit
         return (soft, hard)
 
     def set_time_limit(self, task_name: str, soft: float | None, hard: float | None) -> None:
@@ -312,9 +354,13 @@ class Consumer:
         task = self.app.tasks[task_name]
         cls = type(task)
         cls.soft_time_limit, cls.time_limit = soft, hard
+        self.forget_policies()
         log.info("time limits of %s set to soft=%s hard=%s", task_name, soft, hard)
 
     def _finished(self, request: Request, message: Message, task: Task, outcome: Outcome) -> None:
+        self.active -= 1  # the slot is free now; the result is stored with the next batch
+        if not self.finished:
+            self._finished_since = time.monotonic()
         self.finished.append((request, message, task, outcome))
 
     def _lost(self, request: Request, message: Message, task: Task, exc: BaseException) -> None:
@@ -340,6 +386,9 @@ class Consumer:
             outcome = Outcome(
                 request.id or "", FAILURE, self.backend.encode(meta), summary=repr(exc)
             )
+        self.active -= 1
+        if not self.finished:
+            self._finished_since = time.monotonic()
         self.finished.append((request, message, task, outcome))
 
     def _flush(self) -> None:
@@ -349,7 +398,7 @@ class Consumer:
         finished, self.finished = self.finished, []
         stored = True
         items = [
-            Stored(o.task_id, o.state, o.encoded, r.reply_to)
+            Stored(o.task_id, o.state, o.encoded, r.reply_to, r.headers.get(NOTIFY_HEADER))
             for r, _, _, o in finished
             if o.encoded is not None
         ]
@@ -361,7 +410,6 @@ class Consumer:
                 "could not store %d result(s); late-ack tasks go back to the queue", len(items)
             )
         for request, message, task, outcome in finished:
-            self.active -= 1
             self.processed += 1
             self._settle(request, message, task, outcome, stored)
 
@@ -390,14 +438,13 @@ class Consumer:
                 log.info(
                     "task %s[%s] %s: %s", request.name, request.id, state.lower(), outcome.summary
                 )
-        if not task.option("acks_late"):
+        policy = self.policy(task)
+        if not policy.acks_late:
             return  # acked before it ran
         try:
             if not stored or (state == REJECTED and outcome.requeue):
                 message.reject(requeue=True)
-            elif state == REJECTED or (
-                state == FAILURE and not task.option("acks_on_failure_or_timeout")
-            ):
+            elif state == REJECTED or (state == FAILURE and not policy.acks_on_failure_or_timeout):
                 message.reject(requeue=False)
             else:
                 message.ack()
@@ -415,7 +462,9 @@ class Consumer:
         task_id = request.id or ""
         try:
             data = self.backend.encode(meta)
-            self.backend.store([Stored(task_id, str(meta["status"]), data, request.reply_to)])
+            notify = request.headers.get(NOTIFY_HEADER)
+            stored = Stored(task_id, str(meta["status"]), data, request.reply_to, notify)
+            self.backend.store([stored])
         except Exception:
             log.exception("could not store %s for task %s", meta.get("status"), task_id)
 

@@ -101,6 +101,8 @@ class ConsumerPlugin(CorePlugin):
         """The innermost around-task implementation: call the task (wrappers go around it)."""
         return call_task(task, request)
 
+    kernel_execute_task.innermost = True  # type: ignore[attr-defined]
+
 
 def core_plugins() -> list[CorePlugin]:
     return [

@@ -178,12 +178,11 @@ class Executor:
         self.hostname = hostname
         self.extended = bool(app.conf.result_extended)
         self.pm = pm
-        # around-task wrappers cost a hook call per task: pay it only if a plugin has one
-        self.call = (
-            self._call_hook
-            if pm is not None and pm.implements("kernel_execute_task")
-            else call_task
-        )
+        # around-task wrappers cost a hook call per task: pay it only if a plugin adds one
+        # (the core's own innermost implementation alone needs no hook call)
+        impls = pm.hook.kernel_execute_task.get_hookimpls() if pm is not None else []
+        custom = [impl for impl in impls if not getattr(impl.function, "innermost", False)]
+        self.call = self._call_hook if custom else call_task
 
     def _call_hook(self, task: Task, request: Request) -> Any:
         assert self.pm is not None

@@ -26,6 +26,7 @@ class Stored(NamedTuple):
     state: str
     data: bytes
     reply_to: str | None = None
+    notify: str | None = None  # where the sending client waits for notice (NOTIFY_HEADER)
 
 
 @runtime_checkable

@@ -21,26 +21,51 @@ from kernel.roles import Stored
 
 KEY_PREFIX = "celery-task-meta-"
 ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-_SUCCESS = b'"status": "SUCCESS"'
 
-# Write a state that is not SUCCESS unless SUCCESS is already stored (a late duplicate of a
-# redelivered task must not turn a success into a failure). KEYS: the meta keys;
-# ARGV: ttl (0: none), then one encoded meta per key.
-GUARDED_SET = """
+# Store a batch of metas in one call. KEYS: the meta keys. ARGV: ttl (0: none); the number of
+# notices; one encoded meta per key; one flag pair per key ("S" SUCCESS or "O" other, then "P"
+# to PUBLISH the meta on the key's channel as Celery does, or "-" not to); then the notices, as
+# (channel, comma-separated task ids) pairs, one PUBLISH each.
+# A stored SUCCESS is never replaced: the first success wins, as in Celery, and a late FAILURE
+# or STARTED from a redelivered task does not overwrite it.
+STORE = """
 local ttl = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  local current = redis.call('GET', key)
-  if not (current and string.find(current, '"status": "SUCCESS"', 1, true)) then
-    if ttl > 0 then
-      redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
-    else
-      redis.call('SET', key, ARGV[i + 1])
-    end
-    redis.call('PUBLISH', key, ARGV[i + 1])
+local notices = tonumber(ARGV[2])
+local n = #KEYS
+local function set(key, value)
+  if ttl > 0 then
+    return redis.call('SET', key, value, 'EX', ttl, 'GET')
   end
+  return redis.call('SET', key, value, 'GET')
+end
+local function success(value)
+  return value and string.find(value, '"status": "SUCCESS"', 1, true)
+end
+for i = 1, n do
+  local key, data, flags = KEYS[i], ARGV[2 + i], ARGV[2 + n + i]
+  local written = true
+  if string.sub(flags, 1, 1) == 'S' then
+    local old = set(key, data)
+    if success(old) and old ~= data then
+      redis.call('SET', key, old, 'KEEPTTL')
+      written = false
+    end
+  elseif success(redis.call('GET', key)) then
+    written = false
+  else
+    set(key, data)
+  end
+  if written and string.sub(flags, 2, 2) == 'P' then
+    redis.call('PUBLISH', key, data)
+  end
+end
+local base = 2 + 2 * n
+for j = 1, notices do
+  redis.call('PUBLISH', ARGV[base + 2 * j - 1], ARGV[base + 2 * j])
 end
 return 0
 """
+NOTIFY_PREFIX = "kernel-result-notices-"
 
 
 def safe_url(url: str) -> str:
@@ -62,7 +87,7 @@ class RedisBackend(BaseBackend):
             or {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
         )
         self._client = self._make_client(url, options, app.conf.broker_connection_timeout)
-        self._guarded = self._client.register_script(GUARDED_SET)
+        self._store = self._client.register_script(STORE)
         self._local = threading.local()
 
     def _make_client(self, url: str, options: dict[str, Any], timeout: float) -> redis.Redis:
@@ -102,35 +127,28 @@ class RedisBackend(BaseBackend):
         except ERRORS as exc:
             raise BackendError(f"result backend {self.where} unreachable: {exc}") from None
 
+    def notify_channel(self, oid: str) -> str:
+        """The channel a client (by its oid) waits on: sent with its tasks (NOTIFY_HEADER), so
+        our workers announce a batch of its results with one PUBLISH."""
+        return f"{self.prefix}{NOTIFY_PREFIX}{oid}"
+
     def store(self, items: Sequence[Stored]) -> None:
         if not items:
             return
         ttl = int(self.expires) if self.expires else 0
-        successes = [item for item in items if item.state == "SUCCESS"]
-        others = [item for item in items if item.state != "SUCCESS"]
-
-        def write() -> None:
-            replaced = []
-            with self._client.pipeline(transaction=False) as pipe:
-                for item in successes:
-                    # SET ... GET: one command that also says what was there before
-                    pipe.set(self.key(item.task_id), item.data, ex=ttl or None, get=True)
-                    pipe.publish(self.key(item.task_id), item.data)
-                if others:
-                    self._guarded(
-                        keys=[self.key(i.task_id) for i in others],
-                        args=[ttl, *(i.data for i in others)],
-                        client=pipe,
-                    )
-                results = pipe.execute()
-            for index, item in enumerate(successes):
-                previous = results[2 * index]
-                if previous is not None and _SUCCESS in previous and previous != item.data:
-                    replaced.append((item, previous))
-            for item, previous in replaced:  # first success wins, as in Celery
-                self._client.set(self.key(item.task_id), previous, keepttl=True)
-
-        self._call(write, "storing results")
+        keys, data, flags = [], [], []
+        notices: dict[str, list[str]] = {}
+        for item in items:
+            keys.append(self.key(item.task_id))
+            data.append(item.data)
+            # a client that named a channel hears of its results once per batch; others (Celery
+            # clients) are told on each result's own channel, as Celery tells them
+            flags.append(("S" if item.state == "SUCCESS" else "O") + ("-" if item.notify else "P"))
+            if item.notify:
+                notices.setdefault(item.notify, []).append(item.task_id)
+        notice_args = [part for key, ids in notices.items() for part in (key, ",".join(ids))]
+        args = [ttl, len(notices), *data, *flags, *notice_args]
+        self._call(lambda: self._store(keys=keys, args=args), "storing results")
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         raw = self._call(lambda: self._client.get(self.key(task_id)), "reading a result")
@@ -139,33 +157,50 @@ class RedisBackend(BaseBackend):
     def forget(self, task_id: str) -> None:
         self._call(lambda: self._client.delete(self.key(task_id)), "forgetting a result")
 
+    def _listener(self) -> Any:
+        """This thread's pub/sub connection, subscribed to its client's notice channel."""
+        listener = getattr(self._local, "pubsub", None)
+        if listener is None:
+            listener = self._client.pubsub(ignore_subscribe_messages=True)
+            listener.subscribe(self.notify_channel(self.app.oid))
+            self._local.pubsub = listener
+        return listener
+
     def wait_for(
         self, task_id: str, *, deadline: float | None, interval: float
     ) -> dict[str, Any] | None:
-        """Subscribe, then read (so a result stored in between is not missed), then listen."""
-        key = self.key(task_id)
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        """Wait for a notice naming the task (our workers send one per batch), reading the key
+        between waits that grow from 1 ms: results from workers that only publish on each
+        result's own channel (Celery's) are found by that reading."""
         try:
-            pubsub.subscribe(key)
+            listener = self._listener()
+            wanted = task_id.encode()
+            pause = 0.001
             while True:
                 meta = self.get(task_id)
                 if meta is not None and meta.get("status") in READY_STATES:
                     return meta
-                wait = interval if deadline is None else min(interval, deadline - time.monotonic())
-                if wait <= 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     return None
-                message = pubsub.get_message(timeout=wait)
-                if message is not None and message.get("type") == "message":
-                    meta = self.decode(message["data"])
-                    if meta.get("status") in READY_STATES:
-                        return meta
+                wait = pause if remaining is None else min(pause, remaining)
+                ends = time.monotonic() + wait
+                while True:  # until a notice names this task, or the pause ends
+                    message = listener.get_message(timeout=max(ends - time.monotonic(), 0))
+                    if message is None:
+                        break
+                    if message.get("type") == "message" and wanted in message["data"].split(b","):
+                        break
+                pause = min(pause * 2, interval, 0.1)
         except ERRORS as exc:
             raise BackendError(f"result backend {self.where} unreachable: {exc}") from None
-        finally:
-            try:
-                pubsub.close()
-            except Exception:
-                pass
 
     def close(self) -> None:
+        listener = getattr(self._local, "pubsub", None)
+        if listener is not None:
+            try:
+                listener.close()
+            except Exception:
+                pass
+            self._local.pubsub = None
         self._client.close()
