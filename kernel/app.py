@@ -9,10 +9,10 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import ModuleType
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from .canvas import as_signature_list
 from .defaults import CORE_SETTINGS
@@ -22,7 +22,7 @@ from .plugins import PluginManager
 from .protocol import NOTIFY_HEADER, Request, encode_body, task_message, utcnow
 from .rates import parse_rate
 from .results import AsyncResult
-from .roles import Broker, QueueSpec, ResultBackend
+from .roles import Broker, Outgoing, QueueSpec, ResultBackend
 from .settings import Settings
 from .task import Task as TaskBase
 from .task import new_id
@@ -68,6 +68,15 @@ SEND_OPTIONS = frozenset(
 )
 
 
+class SendDefaults(NamedTuple):
+    default_queue: str
+    default_priority: int | None
+    delivery_mode: int
+    serializer: str
+    compression: str | None
+    create_queues: bool
+
+
 class App:
     """Configuration plus tasks. ``App("proj", broker=URL, backend=URL, **settings)``.
 
@@ -103,6 +112,7 @@ class App:
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
         self._local = threading.local()
+        self._defaults: tuple[int, SendDefaults] | None = None
 
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'}: {len(self.tasks)} tasks>"
@@ -297,28 +307,82 @@ class App:
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here); return its AsyncResult."""
+        task_id, message = self.build_message(name, args, kwargs, options)
+        self.broker.publish(
+            message.body,
+            routing_key=message.routing_key,
+            exchange=message.exchange,
+            headers=message.headers,
+            properties=message.properties,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            declare=message.declare,
+        )
+        return AsyncResult(task_id, self)
+
+    def send_many(
+        self,
+        name: str,
+        calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]],
+        **options: Any,
+    ) -> list[AsyncResult]:
+        """Send one task many times, `(args, kwargs)` per call, in as few broker round trips
+        as the broker allows (Redis: one pipeline). For bulk producers."""
+        built = [self.build_message(name, args, kwargs, options) for args, kwargs in calls]
+        if not built:
+            return []
+        messages = [message for _, message in built]
+        publish_many = getattr(self.broker, "publish_many", None)
+        if publish_many is not None:
+            publish_many(messages)
+        else:
+            for message in messages:
+                self.broker.publish(
+                    message.body,
+                    routing_key=message.routing_key,
+                    exchange=message.exchange,
+                    headers=message.headers,
+                    properties=message.properties,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    declare=message.declare,
+                )
+        return [AsyncResult(task_id, self) for task_id, _ in built]
+
+    def build_message(
+        self,
+        name: str,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> tuple[str, Outgoing]:
+        """The task id and the serialized message `send_task` would publish."""
         unknown = set(options) - SEND_OPTIONS
         if unknown:
             raise TypeError(
                 f"unknown option(s) {', '.join(sorted(unknown))}; "
                 f"accepted: {', '.join(sorted(SEND_OPTIONS))}"
             )
+        conf = self._send_defaults()
         args, kwargs = list(args or ()), dict(kwargs or {})
         task_id = options.get("task_id") or new_id()
-        now = utcnow()
         eta = options.get("eta")
-        if options.get("countdown") is not None:
-            eta = now + timedelta(seconds=float(options["countdown"]))
         expires = options.get("expires")
-        if expires is not None and not isinstance(expires, datetime):
-            expires = now + timedelta(seconds=float(expires))
+        if options.get("countdown") is not None or (
+            expires is not None and not isinstance(expires, datetime)
+        ):
+            now = utcnow()
+            if options.get("countdown") is not None:
+                eta = now + timedelta(seconds=float(options["countdown"]))
+            if expires is not None and not isinstance(expires, datetime):
+                expires = now + timedelta(seconds=float(expires))
         route = self.route(name, args, kwargs, options.get("queue"))
-        queue = route.get("queue") or self.conf.task_default_queue
+        queue = route.get("queue") or conf.default_queue
         exchange = options.get("exchange") or route.get("exchange") or ""
         routing_key = options.get("routing_key") or route.get("routing_key") or queue
         priority = options.get("priority", route.get("priority"))
         if priority is None:
-            priority = self.conf.task_default_priority
+            priority = conf.default_priority
         reply_to = options.get("reply_to") or self.oid
         parent = self.current_request()
         parent_id = options.get("parent_id") or (parent.id if parent else None)
@@ -347,33 +411,43 @@ class App:
             priority=priority,
             stamps=options.get("stamps"),
             extra_headers=options.get("headers"),
-            delivery_mode=options.get("delivery_mode") or self.conf.task_default_delivery_mode,
+            delivery_mode=options.get("delivery_mode") or conf.delivery_mode,
         )
-        serializer = options.get("serializer") or self.conf.task_serializer
         raw, content_type, encoding, extra = encode_body(
-            body, serializer, options.get("compression") or self.conf.task_compression
+            body,
+            options.get("serializer") or conf.serializer,
+            options.get("compression") or conf.compression,
         )
         headers.update(extra)
-        declare: list[str | QueueSpec] = (
-            [queue] if self.conf.task_create_missing_queues and not exchange else []
-        )
+        declare: list[str | QueueSpec] = [queue] if conf.create_queues and not exchange else []
         if reply_to == self.oid:
             reply_queue, notify_channel = self._result_channels()
             if reply_queue is not None:
                 declare.append(reply_queue(reply_to))
             if notify_channel is not None:
                 headers[NOTIFY_HEADER] = notify_channel(reply_to)
-        self.broker.publish(
-            raw,
-            routing_key=routing_key,
-            exchange=exchange,
-            headers=headers,
-            properties=properties,
-            content_type=content_type,
-            content_encoding=encoding,
-            declare=declare,
+        message = Outgoing(
+            raw, routing_key, exchange, headers, properties, content_type, encoding, declare
         )
-        return AsyncResult(task_id, self)
+        return task_id, message
+
+    def _send_defaults(self) -> SendDefaults:
+        """Settings every send reads, looked up again only after the configuration changed."""
+        cached = self._defaults
+        if cached is None or cached[0] != self.conf.version:
+            conf = self.conf
+            cached = self._defaults = (
+                conf.version,
+                SendDefaults(
+                    default_queue=conf.task_default_queue,
+                    default_priority=conf.task_default_priority,
+                    delivery_mode=conf.task_default_delivery_mode,
+                    serializer=conf.task_serializer,
+                    compression=conf.task_compression,
+                    create_queues=bool(conf.task_create_missing_queues),
+                ),
+            )
+        return cached[1]
 
     def _result_channels(self) -> tuple[Any, Any]:
         """What this client's backend needs on each message it sends, looked up once:

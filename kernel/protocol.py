@@ -182,6 +182,8 @@ def encode_body(
     body: Any, serializer: str, compression: str | None = None
 ) -> tuple[bytes, str, str, dict[str, str]]:
     """Serialize (and compress) a body: (bytes, content_type, content_encoding, extra headers)."""
+    if serializer == "json" and not compression:  # the common case, without the registry
+        return kombu_json.dumps(body).encode("utf-8"), JSON, "utf-8", {}
     content_type, content_encoding, data = serialization.dumps(body, serializer=serializer)
     raw = data.encode(content_encoding or "utf-8") if isinstance(data, str) else data
     if compression:

@@ -19,6 +19,19 @@ class QueueSpec(NamedTuple):
     arguments: Mapping[str, Any] | None = None
 
 
+class Outgoing(NamedTuple):
+    """One serialized message ready to publish (what `publish` takes, as one value)."""
+
+    body: bytes
+    routing_key: str
+    exchange: str
+    headers: Mapping[str, Any]
+    properties: Mapping[str, Any]
+    content_type: str
+    content_encoding: str
+    declare: Sequence[str | QueueSpec] = ()
+
+
 class Stored(NamedTuple):
     """One result to store: the task, its state, its encoded meta, and where to reply (rpc)."""
 
@@ -74,6 +87,10 @@ class Broker(Protocol):
         declare: Sequence[str | QueueSpec] = (),
     ) -> None:
         """Send one serialized message (declaring the named queues first, once per connection)."""
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        """Send several messages at once (a broker may pipeline them). Optional: apps fall
+        back to `publish` for each when a broker lacks it."""
 
     def consume(
         self,

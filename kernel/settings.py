@@ -172,6 +172,7 @@ class Settings(MutableMapping[str, Any]):
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_declared", {})
         object.__setattr__(self, "_values", dict(values or {}))
+        object.__setattr__(self, "version", 0)  # bumped on every change, for caches
 
     # declarations --------------------------------------------------------------------------
     def declare(self, settings: Iterable[Setting]) -> None:
@@ -190,6 +191,7 @@ class Settings(MutableMapping[str, Any]):
         for key, value in list(self._values.items()):
             if key in self._declared:
                 self._values[key] = self._declared[key].coerce(value)
+        object.__setattr__(self, "version", self.version + 1)
 
     def validate(self, hint: Callable[[str], str | None] | None = None) -> None:
         """Convert every explicit value in place; ConfigError for an unknown key or a bad value."""
@@ -198,6 +200,7 @@ class Settings(MutableMapping[str, Any]):
             if item is None:
                 raise ConfigError(key, self._unknown(key, hint))
             self._values[key] = item.coerce(value)
+        object.__setattr__(self, "version", self.version + 1)
 
     def _unknown(self, key: str, hint: Callable[[str], str | None] | None) -> str:
         extra = hint(key) if hint else None
@@ -223,9 +226,11 @@ class Settings(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._values[key] = value
+        object.__setattr__(self, "version", self.version + 1)
 
     def __delitem__(self, key: str) -> None:
         del self._values[key]
+        object.__setattr__(self, "version", self.version + 1)
 
     def __iter__(self) -> Iterator[str]:
         return iter({**dict.fromkeys(self._declared), **self._values})

@@ -6,7 +6,7 @@ import inspect
 import random
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -157,6 +157,37 @@ class Task:
         options.setdefault("serializer", self.option("serializer"))
         options.setdefault("ignore_result", bool(self.option("ignore_result")))
         return self.app.send_task(self.name, args, kwargs, **options)
+
+    def delay_many(
+        self,
+        calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]],
+        **options: Any,
+    ) -> list[AsyncResult]:
+        """Send this task once per item of `calls` (positional args, or an (args, kwargs) pair)
+        in as few broker round trips as the broker allows. For bulk producers."""
+        pairs = []
+        for call in calls:
+            if (
+                isinstance(call, tuple)
+                and len(call) == 2
+                and isinstance(call[1], Mapping)
+                and isinstance(call[0], (list, tuple))
+            ):
+                args, kwargs = list(call[0]), dict(call[1])
+            else:
+                args, kwargs = list(call), {}
+            if self.typing:
+                self.check_arguments(args, kwargs)
+            pairs.append((args, kwargs))
+        if self.app.conf.task_always_eager:
+            return [self.apply(args, kwargs, **options) for args, kwargs in pairs]
+        for attr in ("queue", "priority", "expires", "time_limit", "soft_time_limit"):
+            value = getattr(self, attr)
+            if value is not None:
+                options.setdefault(attr, value)
+        options.setdefault("serializer", self.option("serializer"))
+        options.setdefault("ignore_result", bool(self.option("ignore_result")))
+        return self.app.send_many(self.name, pairs, **options)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError now for a call the function could not accept, instead of on a worker."""

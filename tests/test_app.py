@@ -306,3 +306,17 @@ def test_captured_celery_body_is_what_delay_encodes(app: App) -> None:
         (Path(__file__).parent / "data" / "celery_captures" / "redis_task_simple.json").read_text()
     )
     assert sent(app)["body"] == json.loads(base64.b64decode(celery["body"]))
+
+
+def test_delay_many_sends_one_message_per_call(app: App) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    results = add.delay_many([(1, 2), ((3,), {"y": 4}), [5, 6]])
+    sent_messages = app._broker.sent[-3:]  # type: ignore[union-attr]
+    assert [m["body"][0] for m in sent_messages] == [[1, 2], [3], [5, 6]]
+    assert sent_messages[1]["body"][1] == {"y": 4}
+    assert [m["headers"]["id"] for m in sent_messages] == [r.id for r in results]
+    with pytest.raises(TypeError, match="missing a required argument"):
+        add.delay_many([(1,)])

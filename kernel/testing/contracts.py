@@ -263,6 +263,35 @@ class BrokerContract:
         assert time.monotonic() - began < 3
         broker.close()
 
+    def test_publish_many_delivers_each_in_order(self, app: App, queue: str) -> None:
+        from ..roles import Outgoing
+
+        broker = self.open(app)
+        publish_many = getattr(broker, "publish_many", None)
+        if publish_many is None:
+            broker.close()
+            pytest.skip("this broker has no publish_many; apps publish one by one")
+        publish_many(
+            [
+                Outgoing(
+                    f'{{"n": {i}}}'.encode(),
+                    queue,
+                    "",
+                    {"id": str(i)},
+                    {"priority": 0},
+                    "application/json",
+                    "utf-8",
+                    [queue],
+                )
+                for i in range(30)
+            ]
+        )
+        receiver = self.open(app)
+        got = self.drain(receiver, queue, 30)
+        assert [m.headers["id"] for m in got] == [str(i) for i in range(30)]
+        receiver.close()
+        broker.close()
+
     def test_publishing_from_many_threads(self, app: App, queue: str) -> None:
         broker = self.open(app)
         threads = [threading.Thread(target=self.send, args=(broker, queue, 20)) for _ in range(4)]

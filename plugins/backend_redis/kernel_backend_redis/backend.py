@@ -23,14 +23,15 @@ KEY_PREFIX = "celery-task-meta-"
 ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 # Store a batch of metas in one call. KEYS: the meta keys. ARGV: ttl (0: none); the number of
-# notices; one encoded meta per key; one flag pair per key ("S" SUCCESS or "O" other, then "P"
-# to PUBLISH the meta on the key's channel as Celery does, or "-" not to); then the notices, as
-# (channel, comma-separated task ids) pairs, one PUBLISH each.
+# notice channels; the channels; one encoded meta per key; one flag string per key: "S"
+# (SUCCESS) or "O" (other), then "P" to PUBLISH the meta on the key's own channel as Celery
+# does or "-" not to, then the number of its notice channel (0: none).
 # A stored SUCCESS is never replaced: the first success wins, as in Celery, and a late FAILURE
-# or STARTED from a redelivered task does not overwrite it.
+# or STARTED from a redelivered task does not overwrite it. Each notice channel then gets one
+# PUBLISH carrying the metas written for it, one per line, so its client needs no GET.
 STORE = """
 local ttl = tonumber(ARGV[1])
-local notices = tonumber(ARGV[2])
+local channels = tonumber(ARGV[2])
 local n = #KEYS
 local function set(key, value)
   if ttl > 0 then
@@ -41,8 +42,9 @@ end
 local function success(value)
   return value and string.find(value, '"status": "SUCCESS"', 1, true)
 end
+local notices = {}
 for i = 1, n do
-  local key, data, flags = KEYS[i], ARGV[2 + i], ARGV[2 + n + i]
+  local key, data, flags = KEYS[i], ARGV[2 + channels + i], ARGV[2 + channels + n + i]
   local written = true
   if string.sub(flags, 1, 1) == 'S' then
     local old = set(key, data)
@@ -55,17 +57,25 @@ for i = 1, n do
   else
     set(key, data)
   end
-  if written and string.sub(flags, 2, 2) == 'P' then
-    redis.call('PUBLISH', key, data)
+  if written then
+    if string.sub(flags, 2, 2) == 'P' then
+      redis.call('PUBLISH', key, data)
+    end
+    local channel = tonumber(string.sub(flags, 3))
+    if channel > 0 then
+      local lines = notices[channel] or {}
+      lines[#lines + 1] = data
+      notices[channel] = lines
+    end
   end
 end
-local base = 2 + 2 * n
-for j = 1, notices do
-  redis.call('PUBLISH', ARGV[base + 2 * j - 1], ARGV[base + 2 * j])
+for channel, lines in pairs(notices) do
+  redis.call('PUBLISH', ARGV[2 + channel], table.concat(lines, '\\n'))
 end
 return 0
 """
 NOTIFY_PREFIX = "kernel-result-notices-"
+HEARD_MAX = 10_000  # metas heard of but not yet asked for, kept per client thread
 
 
 def safe_url(url: str) -> str:
@@ -137,17 +147,16 @@ class RedisBackend(BaseBackend):
             return
         ttl = int(self.expires) if self.expires else 0
         keys, data, flags = [], [], []
-        notices: dict[str, list[str]] = {}
+        channels: dict[str, int] = {}
         for item in items:
             keys.append(self.key(item.task_id))
             data.append(item.data)
             # a client that named a channel hears of its results once per batch; others (Celery
             # clients) are told on each result's own channel, as Celery tells them
-            flags.append(("S" if item.state == "SUCCESS" else "O") + ("-" if item.notify else "P"))
-            if item.notify:
-                notices.setdefault(item.notify, []).append(item.task_id)
-        notice_args = [part for key, ids in notices.items() for part in (key, ",".join(ids))]
-        args = [ttl, len(notices), *data, *flags, *notice_args]
+            channel = channels.setdefault(item.notify, len(channels) + 1) if item.notify else 0
+            kind = "S" if item.state == "SUCCESS" else "O"
+            flags.append(f"{kind}{'-' if item.notify else 'P'}{channel}")
+        args = [ttl, len(channels), *channels, *data, *flags]
         self._call(lambda: self._store(keys=keys, args=args), "storing results")
 
     def get(self, task_id: str) -> dict[str, Any] | None:
@@ -166,31 +175,54 @@ class RedisBackend(BaseBackend):
             self._local.pubsub = listener
         return listener
 
+    def _heard(self) -> dict[str, dict[str, Any]]:
+        """Ready metas this thread heard of in notices and has not been asked for yet."""
+        heard = getattr(self._local, "heard", None)
+        if heard is None:
+            heard = self._local.heard = {}
+        return heard
+
+    def _listen(self, listener: Any, timeout: float) -> None:
+        """Take the notices that arrive within `timeout` (or are already here)."""
+        heard = self._heard()
+        message = listener.get_message(timeout=timeout)
+        while message is not None:
+            if message.get("type") == "message":
+                for line in message["data"].split(b"\n"):
+                    meta = self.decode(line)
+                    if meta.get("status") in READY_STATES:
+                        heard[str(meta.get("task_id"))] = meta
+                if len(heard) > HEARD_MAX:  # results nobody asks for: keep the newest
+                    for stale in list(heard)[: len(heard) - HEARD_MAX]:
+                        del heard[stale]
+            message = listener.get_message(timeout=0)
+
     def wait_for(
         self, task_id: str, *, deadline: float | None, interval: float
     ) -> dict[str, Any] | None:
-        """Wait for a notice naming the task (our workers send one per batch), reading the key
-        between waits that grow from 1 ms: results from workers that only publish on each
-        result's own channel (Celery's) are found by that reading."""
+        """Wait for a notice carrying the task's meta (our workers send one per batch),
+        reading the key between waits that grow from 1 ms: results from workers that only
+        publish on each result's own channel (Celery's) are found by that reading."""
         try:
             listener = self._listener()
-            wanted = task_id.encode()
+            heard = self._heard()
             pause = 0.001
             while True:
+                self._listen(listener, 0)
+                if task_id in heard:
+                    return heard.pop(task_id)
                 meta = self.get(task_id)
                 if meta is not None and meta.get("status") in READY_STATES:
+                    heard.pop(task_id, None)
                     return meta
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
-                wait = pause if remaining is None else min(pause, remaining)
-                ends = time.monotonic() + wait
-                while True:  # until a notice names this task, or the pause ends
-                    message = listener.get_message(timeout=max(ends - time.monotonic(), 0))
-                    if message is None:
-                        break
-                    if message.get("type") == "message" and wanted in message["data"].split(b","):
-                        break
+                ends = time.monotonic() + (pause if remaining is None else min(pause, remaining))
+                while task_id not in heard and time.monotonic() < ends:
+                    self._listen(listener, max(ends - time.monotonic(), 0))
+                if task_id in heard:
+                    return heard.pop(task_id)
                 pause = min(pause * 2, interval, 0.1)
         except ERRORS as exc:
             raise BackendError(f"result backend {self.where} unreachable: {exc}") from None

@@ -27,7 +27,7 @@ import redis
 
 from kernel.exceptions import BrokerUnreachable
 from kernel.retry import retry_call
-from kernel.roles import QueueSpec
+from kernel.roles import Outgoing, QueueSpec
 
 from .envelope import body_of, envelope, parse
 from .keys import SEP, Keys
@@ -179,29 +179,57 @@ class RedisBroker:
         content_encoding: str,
         declare: Sequence[str | QueueSpec] = (),
     ) -> None:
-        raw = envelope(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            headers=headers,
-            properties=properties,
-            content_type=content_type,
-            content_encoding=content_encoding,
+        self.publish_many(
+            [
+                Outgoing(
+                    body,
+                    routing_key,
+                    exchange,
+                    headers,
+                    properties,
+                    content_type,
+                    content_encoding,
+                    declare,
+                )
+            ]
         )
-        priority = properties.get("priority") or 0
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        """LPUSH each message onto its list (one command for one message, else one pipeline)."""
+        pushes = []
+        for message in messages:
+            raw = envelope(
+                message.body,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                headers=message.headers,
+                properties=message.properties,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+            )
+            pushes.append((message, raw, message.properties.get("priority") or 0))
+        declared = {self._name(q) for message in messages for q in message.declare}
 
         def send() -> None:
             client = self.client()
-            fresh = [self._name(q) for q in declare if self._name(q) not in self._bound]
-            queues = [routing_key] if not exchange else self._route(client, exchange, routing_key)
-            if not fresh and len(queues) == 1:
-                client.lpush(self.keys.queue(queues[0], priority), raw)
+            fresh = sorted(declared - self._bound)
+            targets = [
+                (self.keys.queue(queue, priority), raw)
+                for message, raw, priority in pushes
+                for queue in (
+                    [message.routing_key]
+                    if not message.exchange
+                    else self._route(client, message.exchange, message.routing_key)
+                )
+            ]
+            if not fresh and len(targets) == 1:
+                client.execute_command("LPUSH", *targets[0])
                 return
             with client.pipeline(transaction=False) as pipe:
                 for name in fresh:  # the binding Celery records when it declares a queue
                     pipe.sadd(self.keys.binding(name), self.keys.binding_member(name, name))
-                for queue in queues:
-                    pipe.lpush(self.keys.queue(queue, priority), raw)
+                for key, raw in targets:
+                    pipe.execute_command("LPUSH", key, raw)
                 pipe.execute()
             self._bound.update(fresh)
 
