@@ -45,6 +45,10 @@ log = logging.getLogger("kernel.worker")
 IDLE_POLL = 1.0  # longest poll between housekeeping passes
 FLUSH_BATCH = 100  # results stored (and messages acked) together once this many have finished
 FLUSH_AFTER = 0.005  # ... or once the oldest of them has waited this long (seconds)
+DISPATCH_AHEAD = 2  # tasks handed to the pool per slot (the second waits inside the pool)
+LOOKAHEAD = 0.1  # adaptive prefetch: hold what the worker finishes in this many seconds
+LOOKAHEAD_MAX = 500  # ... but never more than this many messages beyond Celery's window
+RETUNE_EVERY = 0.25  # seconds between measurements of the finishing rate
 NO_WAKEUP_POLL = 0.005  # poll interval while tasks run, for brokers that cannot be woken
 
 
@@ -71,6 +75,7 @@ class Consumer:
         pool: Pool,
         queues: list[str],
         prefetch_multiplier: int,
+        adaptive: bool = True,
     ) -> None:
         self.worker, self.app, self.broker, self.backend, self.pool = (
             worker,
@@ -94,6 +99,10 @@ class Consumer:
         self._policies: dict[str, Policy] = {}
         self.active = 0
         self.processed = 0
+        self.adaptive = adaptive
+        self._lookahead = 0
+        self._rate_count = 0
+        self._rate_since = time.monotonic()
         # autoscale sizes the prefetch window for the largest pool it may grow to
         self.prefetch_slots: int | None = None
         self._seq = itertools.count()
@@ -105,10 +114,28 @@ class Consumer:
     # -- lifecycle (main thread) ------------------------------------------------------------
     @property
     def prefetch(self) -> int:
+        """How many unacknowledged messages the broker may hand this worker: Celery's slots x
+        multiplier, plus those held for an eta or a rate limit, plus (adaptive) what the worker
+        finishes in LOOKAHEAD seconds, so fast tasks come in batches and slow ones are not
+        hoarded away from other workers."""
         if self.multiplier <= 0:
             return 0
         slots = self.prefetch_slots or self.pool.concurrency
-        return slots * self.multiplier + len(self.held)
+        return slots * self.multiplier + len(self.held) + self._lookahead
+
+    def _retune(self) -> None:
+        """Re-measure the finishing rate (every RETUNE_EVERY s) and move the window if it
+        changed by a quarter or more (a window change is a round trip on some brokers)."""
+        now = time.monotonic()
+        elapsed = now - self._rate_since
+        if elapsed < RETUNE_EVERY:
+            return
+        rate = self._rate_count / elapsed
+        self._rate_count, self._rate_since = 0, now
+        wanted = min(int(rate * LOOKAHEAD), LOOKAHEAD_MAX) if self.adaptive else 0
+        if abs(wanted - self._lookahead) >= max(self._lookahead // 4, 4):
+            self._lookahead = wanted
+            self.broker.set_prefetch(self.prefetch)
 
     @property
     def waiting(self) -> int:
@@ -153,6 +180,7 @@ class Consumer:
                 self._run_calls()
                 self._run_timers()
                 self._dispatch()
+                self._retune()
                 if self.finished and (
                     not self.ready  # nothing else to do: store and ack now
                     or len(self.finished) >= FLUSH_BATCH
@@ -174,7 +202,7 @@ class Consumer:
         log.debug("consumer loop ended (%s)", "cold" if self._cold else "warm")
 
     def _timeout(self) -> float:
-        if self.calls or (self.ready and self.active < self.pool.concurrency):
+        if self.calls or (self.ready and self.active < self._dispatch_limit()):
             return 0.0
         timeout = IDLE_POLL
         if self.finished:  # results wait for their batch; not longer than FLUSH_AFTER
@@ -283,7 +311,8 @@ class Consumer:
     def _dispatch(self) -> None:
         if self._state != "running":
             return
-        while self.ready and self.active < self.pool.concurrency:
+        limit = self._dispatch_limit()
+        while self.ready and self.active < limit:
             request, message, task = self.ready.popleft()
             if not getattr(message, "valid", True):
                 continue  # its connection is gone; the broker delivers it again
@@ -357,8 +386,14 @@ class Consumer:
         self.forget_policies()
         log.info("time limits of %s set to soft=%s hard=%s", task_name, soft, hard)
 
+    def _dispatch_limit(self) -> int:
+        """Tasks handed to the pool at once: its slots, and as many again waiting in it, so a
+        slot that frees takes its next task without a round trip through this loop."""
+        return self.pool.concurrency * DISPATCH_AHEAD
+
     def _finished(self, request: Request, message: Message, task: Task, outcome: Outcome) -> None:
         self.active -= 1  # the slot is free now; the result is stored with the next batch
+        self._rate_count += 1
         if not self.finished:
             self._finished_since = time.monotonic()
         self.finished.append((request, message, task, outcome))

@@ -11,7 +11,7 @@ from .consumer import Consumer
 from .execute import call_task
 from .hookspecs import hookimpl
 from .roles import BACKEND, BROKER, CONSUMER, POOL
-from .settings import optional, setting, to_int, to_str_list
+from .settings import optional, setting, to_bool, to_int, to_str_list
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -55,6 +55,8 @@ class ConsumerStep(Step):
     requires = ("broker", "backend", "pool")
 
     worker_prefetch_multiplier: int = setting(4, convert=to_int, help="messages held per slot")
+    worker_prefetch_adaptive: bool = setting(
+        True, convert=to_bool, help="also hold what the worker finishes in 0.1 s (fast tasks)")
     worker_queues: list[str] | None = setting(None, convert=optional(to_str_list), help="queues")
     consumer: Consumer | None = attrs.field(default=None, init=False)
 
@@ -70,6 +72,7 @@ class ConsumerStep(Step):
             worker.services[POOL],
             self.queues(worker),
             self.worker_prefetch_multiplier,
+            self.worker_prefetch_adaptive,
         )
         self.consumer.start()
         worker.services[CONSUMER] = self.consumer
