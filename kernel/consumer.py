@@ -128,7 +128,9 @@ class Consumer:
         changed by a quarter or more (a window change is a round trip on some brokers)."""
         now = time.monotonic()
         elapsed = now - self._rate_since
-        if elapsed < RETUNE_EVERY:
+        # look early when many tasks finish quickly (the window should open within the first
+        # few dozen of a burst), otherwise every RETUNE_EVERY seconds
+        if elapsed < RETUNE_EVERY and not (self._rate_count >= 32 and elapsed >= 0.005):
             return
         rate = self._rate_count / elapsed
         self._rate_count, self._rate_since = 0, now

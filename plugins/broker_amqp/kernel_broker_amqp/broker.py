@@ -13,7 +13,7 @@ from kombu.entity import Exchange, Queue
 from kernel.exceptions import BrokerUnreachable
 from kernel.kombu_broker import KombuBroker
 from kernel.retry import intervals
-from kernel.roles import QueueSpec
+from kernel.roles import Outgoing, QueueSpec
 
 from .connector import CONNECT_ERRORS, Connector, close_quietly, reason
 from .options import AmqpOptions
@@ -124,23 +124,45 @@ class AmqpBroker(KombuBroker):
         content_encoding: str,
         declare: Sequence[str | QueueSpec] = (),
     ) -> None:
-        props = dict(properties)
-        expiration = props.pop("expiration", None)
-        entities = [self.queue(name) for name in declare]
+        self.publish_many(
+            [
+                Outgoing(
+                    body,
+                    routing_key,
+                    exchange,
+                    headers,
+                    properties,
+                    content_type,
+                    content_encoding,
+                    declare,
+                )
+            ]
+        )
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        """Send messages over one borrowed connection, retried together per the policy (so a
+        batch cut off midway may send its first messages twice: at least once, never lost)."""
+        prepared = []
+        for message in messages:
+            props = dict(message.properties)
+            expiration = props.pop("expiration", None)
+            if expiration is not None:
+                props["expiration"] = int(expiration) / 1000
+            prepared.append((message, props, [self.queue(name) for name in message.declare]))
 
         def send(producer: Any) -> None:
-            producer.publish(
-                body,
-                routing_key=routing_key,
-                exchange=exchange,
-                headers=dict(headers),
-                content_type=content_type,
-                content_encoding=content_encoding,
-                declare=entities,
-                retry=False,  # retried here, on a new connection, per the policy
-                expiration=int(expiration) / 1000 if expiration is not None else None,
-                **props,
-            )
+            for message, props, entities in prepared:
+                producer.publish(
+                    message.body,
+                    routing_key=message.routing_key,
+                    exchange=message.exchange,
+                    headers=dict(message.headers),
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    declare=entities,
+                    retry=False,  # retried here, on a new connection, per the policy
+                    **props,
+                )
 
         self._senders.publish(send)
 

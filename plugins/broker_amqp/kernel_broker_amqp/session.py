@@ -48,6 +48,10 @@ class Session:
         self._read = amqp_conn.blocking_read
         self._transport = amqp_conn.transport
         self._sock = self._transport.sock
+        # py-amqp sets the socket's timeout before each frame it reads and restores it after:
+        # two system calls a frame, three frames a message. With the timeout already FRAME_WAIT
+        # it skips both (this connection only consumes; publishers have their own).
+        self._sock.settimeout(FRAME_WAIT)
         read_in_chunks(self._transport)
         self._waker = waker
         self._waiter = SocketWaiter(self._sock, waker)
