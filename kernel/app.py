@@ -308,16 +308,7 @@ class App:
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here); return its AsyncResult."""
         task_id, message = self.build_message(name, args, kwargs, options)
-        self.broker.publish(
-            message.body,
-            routing_key=message.routing_key,
-            exchange=message.exchange,
-            headers=message.headers,
-            properties=message.properties,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            declare=message.declare,
-        )
+        self._publish(message)
         return AsyncResult(task_id, self)
 
     def send_many(
@@ -337,17 +328,20 @@ class App:
             publish_many(messages)
         else:
             for message in messages:
-                self.broker.publish(
-                    message.body,
-                    routing_key=message.routing_key,
-                    exchange=message.exchange,
-                    headers=message.headers,
-                    properties=message.properties,
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    declare=message.declare,
-                )
+                self._publish(message)
         return [AsyncResult(task_id, self) for task_id, _ in built]
+
+    def _publish(self, message: Outgoing) -> None:
+        self.broker.publish(
+            message.body,
+            routing_key=message.routing_key,
+            exchange=message.exchange,
+            headers=message.headers,
+            properties=message.properties,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            declare=message.declare,
+        )
 
     def build_message(
         self,

@@ -56,7 +56,8 @@ class ConsumerStep(Step):
 
     worker_prefetch_multiplier: int = setting(4, convert=to_int, help="messages held per slot")
     worker_prefetch_adaptive: bool = setting(
-        True, convert=to_bool, help="also hold what the worker finishes in 0.1 s (fast tasks)")
+        True, convert=to_bool, help="also hold what the worker finishes in 0.1 s (fast tasks)"
+    )
     worker_queues: list[str] | None = setting(None, convert=optional(to_str_list), help="queues")
     consumer: Consumer | None = attrs.field(default=None, init=False)
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from kernel.exceptions import TaskRevokedError
+from kernel.testing.processes import WorkerProcess
 
 PROJ = """
 import os, time
@@ -56,47 +56,9 @@ def job(marker, seconds):
 """
 
 
-class WorkerProcess:
-    """A `kernel start` subprocess whose log lines are collected as they come."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("KERNEL_PLUGINS", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel", "start", "-A", "proj:app", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.wait_for(" ready", timeout=30)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log:
-            assert self.proc.poll() is None or text in self.log, f"worker exited:\n{self.log}"
-            assert time.monotonic() < deadline, f"{text!r} not logged:\n{self.log}"
-            time.sleep(0.02)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
+def worker_process(cwd: Path, *args: str) -> WorkerProcess:
+    """`kernel start -A proj:app ARGS` in `cwd`, once it says it is ready."""
+    return WorkerProcess("-A", "proj:app", *args, cwd=cwd).wait_for(" ready", timeout=30)
 
 
 @pytest.fixture
@@ -115,15 +77,13 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
     def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path, *args)
+        worker = worker_process(tmp_path, *args)
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.proc.wait(10)
+        worker.kill()
 
 
 def test_a_thousand_tasks_all_correct(proj: ModuleType, start_worker: Any) -> None:

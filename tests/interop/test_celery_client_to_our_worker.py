@@ -11,7 +11,7 @@ from celery import Celery
 from interop_apps import Deployment, InteropError, celery_app, results_db
 from interop_harness import (
     Broker,
-    WorkerProcess,
+    InteropWorker,
     new_key,
     start_kernel_worker,
     wait_for_records,
@@ -29,39 +29,39 @@ def deployment(broker: Broker, backend: str, queue: str) -> Deployment:
 @pytest.fixture(scope="module")
 def worker(
     deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
+) -> Iterator[InteropWorker]:
     worker = start_kernel_worker(deployment, tmp_path_factory.mktemp("kernel-worker"))
     yield worker
     worker.stop()
 
 
 @pytest.fixture(scope="module")
-def client(deployment: Deployment, worker: WorkerProcess) -> Iterator[Celery]:
+def client(deployment: Deployment, worker: InteropWorker) -> Iterator[Celery]:
     app = celery_app(deployment)
     yield app
     app.close()
 
 
-def test_send_task_by_name(client: Celery, worker: WorkerProcess) -> None:
+def test_send_task_by_name(client: Celery, worker: InteropWorker) -> None:
     result = client.send_task("interop.add", (2, 3))
     assert worker.get(result) == 5
     assert result.state == "SUCCESS"
 
 
-def test_apply_async_with_args_and_kwargs(client: Celery, worker: WorkerProcess) -> None:
+def test_apply_async_with_args_and_kwargs(client: Celery, worker: InteropWorker) -> None:
     combine = client.tasks["interop.combine"]
     assert worker.get(combine.apply_async(("a", "b"), {"sep": "+", "upper": True})) == "A+B"
     by_name = client.send_task("interop.combine", kwargs={"a": "x", "b": "y"})
     assert worker.get(by_name) == "x-y"
 
 
-def test_priority_reaches_the_task(client: Celery, worker: WorkerProcess) -> None:
+def test_priority_reaches_the_task(client: Celery, worker: InteropWorker) -> None:
     result = client.tasks["interop.seen_priority"].apply_async(priority=7)
     assert worker.get(result) == 7
 
 
 def test_urgent_tasks_overtake_a_backlog(
-    client: Celery, worker: WorkerProcess, broker: Broker
+    client: Celery, worker: InteropWorker, broker: Broker
 ) -> None:
     order, started = new_key("order"), new_key("started")
     client.send_task("interop.block", (started, 1.0), priority=broker.urgent)
@@ -79,13 +79,13 @@ def test_urgent_tasks_overtake_a_backlog(
     assert ran == ["urgent0", "urgent1", "urgent2", "lazy0", "lazy1", "lazy2"]
 
 
-def test_countdown_is_honoured(client: Celery, worker: WorkerProcess) -> None:
+def test_countdown_is_honoured(client: Celery, worker: InteropWorker) -> None:
     sent = time.time()
     ran = worker.get(client.tasks["interop.clock"].apply_async(countdown=1.5))
     assert sent + 1.5 - 0.02 <= ran < sent + 4.5
 
 
-def test_expired_task_is_revoked_not_run(client: Celery, worker: WorkerProcess) -> None:
+def test_expired_task_is_revoked_not_run(client: Celery, worker: InteropWorker) -> None:
     key = new_key("expired")
     # due after it expires: the worker takes it at once, holds it, and must revoke it
     result = client.tasks["interop.remember"].apply_async((1, key), countdown=2, expires=1)
@@ -95,7 +95,7 @@ def test_expired_task_is_revoked_not_run(client: Celery, worker: WorkerProcess) 
     assert results_db().get(key) is None
 
 
-def test_link_callback_runs_on_our_worker(client: Celery, worker: WorkerProcess) -> None:
+def test_link_callback_runs_on_our_worker(client: Celery, worker: InteropWorker) -> None:
     key = new_key("linked")
     link = client.tasks["interop.remember"].s(key)
     # freeze() gives the callback an id and this client's reply_to, so its result reaches
@@ -108,7 +108,7 @@ def test_link_callback_runs_on_our_worker(client: Celery, worker: WorkerProcess)
     assert [child.id for child in result.children] == [callback.id]  # our meta lists it
 
 
-def test_builtin_exception_is_reraised(client: Celery, worker: WorkerProcess) -> None:
+def test_builtin_exception_is_reraised(client: Celery, worker: InteropWorker) -> None:
     result = client.send_task("interop.fail", ("bad value 7",))
     with pytest.raises(ValueError, match="bad value 7"):
         worker.get(result)
@@ -116,7 +116,7 @@ def test_builtin_exception_is_reraised(client: Celery, worker: WorkerProcess) ->
     assert "ValueError: bad value 7" in result.traceback
 
 
-def test_custom_exception_is_reraised_as_its_class(client: Celery, worker: WorkerProcess) -> None:
+def test_custom_exception_is_reraised_as_its_class(client: Celery, worker: InteropWorker) -> None:
     result = client.tasks["interop.fail_custom"].apply_async(("boom", 7))
     with pytest.raises(InteropError) as raised:
         worker.get(result)
@@ -125,7 +125,7 @@ def test_custom_exception_is_reraised_as_its_class(client: Celery, worker: Worke
 
 
 def test_unimportable_exception_gets_a_same_named_stand_in(
-    client: Celery, worker: WorkerProcess
+    client: Celery, worker: InteropWorker
 ) -> None:
     result = client.send_task("interop.fail_hidden", ("hidden",))
     with pytest.raises(Exception) as raised:
@@ -134,7 +134,7 @@ def test_unimportable_exception_gets_a_same_named_stand_in(
     assert raised.value.args == ("hidden",)
 
 
-def test_unknown_task_fails_as_not_registered(client: Celery, worker: WorkerProcess) -> None:
+def test_unknown_task_fails_as_not_registered(client: Celery, worker: InteropWorker) -> None:
     result = client.send_task("interop.no_such_task", (1,))
     with pytest.raises(celery.exceptions.NotRegistered):
         worker.get(result)

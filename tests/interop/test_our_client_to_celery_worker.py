@@ -9,7 +9,7 @@ import pytest
 from interop_apps import Deployment, InteropError, kernel_app, results_db
 from interop_harness import (
     Broker,
-    WorkerProcess,
+    InteropWorker,
     new_key,
     start_celery_worker,
     wait_for_records,
@@ -31,27 +31,27 @@ def deployment(broker: Broker, backend: str, queue: str) -> Deployment:
 @pytest.fixture(scope="module")
 def worker(
     deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
+) -> Iterator[InteropWorker]:
     worker = start_celery_worker(deployment, tmp_path_factory.mktemp("celery-worker"))
     yield worker
     worker.stop()
 
 
 @pytest.fixture(scope="module")
-def client(deployment: Deployment, worker: WorkerProcess) -> Iterator[App]:
+def client(deployment: Deployment, worker: InteropWorker) -> Iterator[App]:
     app = kernel_app(deployment)
     yield app
     app.close()
 
 
-def test_send_task_by_name(client: App, worker: WorkerProcess) -> None:
+def test_send_task_by_name(client: App, worker: InteropWorker) -> None:
     result = client.send_task("interop.add", (2, 3))
     assert worker.get(result) == 5
     assert result.state == "SUCCESS"
 
 
 def test_a_result_sent_before_the_client_reads_is_kept(
-    deployment: Deployment, worker: WorkerProcess
+    deployment: Deployment, worker: InteropWorker
 ) -> None:
     # A fresh client whose first task is answered before it asks: over rpc:// its reply
     # queue must already exist (a Celery worker does not declare it; the broker would drop
@@ -65,20 +65,20 @@ def test_a_result_sent_before_the_client_reads_is_kept(
         client.close()
 
 
-def test_apply_async_with_args_and_kwargs(client: App, worker: WorkerProcess) -> None:
+def test_apply_async_with_args_and_kwargs(client: App, worker: InteropWorker) -> None:
     combine = client.tasks["interop.combine"]
     assert worker.get(combine.apply_async(("a", "b"), {"sep": "+", "upper": True})) == "A+B"
     by_name = client.send_task("interop.combine", kwargs={"a": "x", "b": "y"})
     assert worker.get(by_name) == "x-y"
 
 
-def test_priority_reaches_the_task(client: App, worker: WorkerProcess) -> None:
+def test_priority_reaches_the_task(client: App, worker: InteropWorker) -> None:
     result = client.tasks["interop.seen_priority"].apply_async(priority=7)
     assert worker.get(result) == 7
 
 
 def test_urgent_tasks_overtake_a_backlog(
-    client: App, worker: WorkerProcess, broker: Broker
+    client: App, worker: InteropWorker, broker: Broker
 ) -> None:
     order, started = new_key("order"), new_key("started")
     client.send_task("interop.block", (started, 1.0), priority=broker.urgent)
@@ -96,13 +96,13 @@ def test_urgent_tasks_overtake_a_backlog(
     assert ran == ["urgent0", "urgent1", "urgent2", "lazy0", "lazy1", "lazy2"]
 
 
-def test_countdown_is_honoured(client: App, worker: WorkerProcess) -> None:
+def test_countdown_is_honoured(client: App, worker: InteropWorker) -> None:
     sent = time.time()
     ran = worker.get(client.tasks["interop.clock"].apply_async(countdown=1.5))
     assert sent + 1.5 - 0.02 <= ran < sent + 4.5
 
 
-def test_expired_task_is_revoked_not_run(client: App, worker: WorkerProcess) -> None:
+def test_expired_task_is_revoked_not_run(client: App, worker: InteropWorker) -> None:
     key = new_key("expired")
     # due after it expires: the worker takes it at once, holds it, and must revoke it
     result = client.tasks["interop.remember"].apply_async((1, key), countdown=2, expires=1)
@@ -112,7 +112,7 @@ def test_expired_task_is_revoked_not_run(client: App, worker: WorkerProcess) -> 
     assert results_db().get(key) is None
 
 
-def test_link_callback_runs_on_the_celery_worker(client: App, worker: WorkerProcess) -> None:
+def test_link_callback_runs_on_the_celery_worker(client: App, worker: InteropWorker) -> None:
     key, callback_id = new_key("linked"), new_id()
     # an id and a reply_to in the signature's options, as Celery's freeze() sets them, so the
     # callback's result reaches this client over rpc:// too
@@ -123,7 +123,7 @@ def test_link_callback_runs_on_the_celery_worker(client: App, worker: WorkerProc
     assert worker.get(client.AsyncResult(callback_id)) == 5
 
 
-def test_builtin_exception_is_reraised(client: App, worker: WorkerProcess) -> None:
+def test_builtin_exception_is_reraised(client: App, worker: InteropWorker) -> None:
     result = client.send_task("interop.fail", ("bad value 7",))
     with pytest.raises(ValueError, match="bad value 7"):
         worker.get(result)
@@ -131,7 +131,7 @@ def test_builtin_exception_is_reraised(client: App, worker: WorkerProcess) -> No
     assert "ValueError: bad value 7" in (result.traceback or "")
 
 
-def test_custom_exception_is_reraised_as_its_class(client: App, worker: WorkerProcess) -> None:
+def test_custom_exception_is_reraised_as_its_class(client: App, worker: InteropWorker) -> None:
     result = client.tasks["interop.fail_custom"].apply_async(("boom", 7))
     with pytest.raises(InteropError) as raised:
         worker.get(result)
@@ -140,7 +140,7 @@ def test_custom_exception_is_reraised_as_its_class(client: App, worker: WorkerPr
 
 
 def test_unimportable_exception_gets_a_same_named_stand_in(
-    client: App, worker: WorkerProcess
+    client: App, worker: InteropWorker
 ) -> None:
     result = client.send_task("interop.fail_hidden", ("hidden",))
     with pytest.raises(Exception) as raised:
@@ -150,7 +150,7 @@ def test_unimportable_exception_gets_a_same_named_stand_in(
     assert raised.value.args == ("hidden",)
 
 
-def test_unknown_task_fails_as_not_registered(client: App, worker: WorkerProcess) -> None:
+def test_unknown_task_fails_as_not_registered(client: App, worker: InteropWorker) -> None:
     result = client.send_task("interop.no_such_task", (1,))
     with pytest.raises(NotRegistered):
         worker.get(result)

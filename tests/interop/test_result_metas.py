@@ -22,7 +22,7 @@ from interop_apps import (
 )
 from interop_harness import (
     Broker,
-    WorkerProcess,
+    InteropWorker,
     forget_queue,
     new_queue,
     raw_meta,
@@ -54,7 +54,7 @@ def celery_queue(broker: Broker) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def our_worker(
     broker: Broker, queue: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
+) -> Iterator[InteropWorker]:
     deployment = Deployment(broker.url, RESULTS_URL, queue, extended=True)
     worker = start_kernel_worker(deployment, tmp_path_factory.mktemp("kernel-worker"))
     yield worker
@@ -64,7 +64,7 @@ def our_worker(
 @pytest.fixture(scope="module")
 def celery_worker(
     broker: Broker, celery_queue: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
+) -> Iterator[InteropWorker]:
     deployment = Deployment(broker.url, RESULTS_URL, celery_queue, extended=True)
     worker = start_celery_worker(deployment, tmp_path_factory.mktemp("celery-worker"))
     yield worker
@@ -72,7 +72,7 @@ def celery_worker(
 
 
 @pytest.fixture(scope="module")
-def celery_client(broker: Broker, queue: str, our_worker: WorkerProcess) -> Iterator[Celery]:
+def celery_client(broker: Broker, queue: str, our_worker: InteropWorker) -> Iterator[Celery]:
     """Sends to our worker and reads what it stores."""
     app = celery_app(Deployment(broker.url, RESULTS_URL, queue, extended=True))
     yield app
@@ -80,7 +80,7 @@ def celery_client(broker: Broker, queue: str, our_worker: WorkerProcess) -> Iter
 
 
 @pytest.fixture(scope="module")
-def our_client(broker: Broker, celery_queue: str, celery_worker: WorkerProcess) -> Iterator[App]:
+def our_client(broker: Broker, celery_queue: str, celery_worker: InteropWorker) -> Iterator[App]:
     """Sends to the Celery worker and reads what it stores."""
     app = kernel_app(Deployment(broker.url, RESULTS_URL, celery_queue, extended=True))
     yield app
@@ -104,8 +104,8 @@ def comparable(meta: dict[str, Any]) -> list[tuple[str, Any]]:
 def test_success(
     celery_client: Celery,
     our_client: App,
-    our_worker: WorkerProcess,
-    celery_worker: WorkerProcess,
+    our_worker: InteropWorker,
+    celery_worker: InteropWorker,
     queue: str,
 ) -> None:
     ours = celery_client.send_task("interop.add", (2, 3))
@@ -125,8 +125,8 @@ def test_success(
 def test_failure(
     celery_client: Celery,
     our_client: App,
-    our_worker: WorkerProcess,
-    celery_worker: WorkerProcess,
+    our_worker: InteropWorker,
+    celery_worker: InteropWorker,
 ) -> None:
     ours = celery_client.send_task("interop.fail_custom", ("boom", 7))
     theirs = our_client.send_task("interop.fail_custom", ("boom", 7))
@@ -145,8 +145,8 @@ def test_failure(
 def test_retry(
     celery_client: Celery,
     our_client: App,
-    our_worker: WorkerProcess,
-    celery_worker: WorkerProcess,
+    our_worker: InteropWorker,
+    celery_worker: InteropWorker,
 ) -> None:
     ours = celery_client.send_task("interop.retry_once", (3,))
     theirs = our_client.send_task("interop.retry_once", (3,))
@@ -183,8 +183,8 @@ class StartedThenRevoked:
 def started_then_revoked(
     celery_client: Celery,
     our_client: App,
-    our_worker: WorkerProcess,
-    celery_worker: WorkerProcess,
+    our_worker: InteropWorker,
+    celery_worker: InteropWorker,
 ) -> StartedThenRevoked:
     """On each side a task tracked as started, then one that expires before it is due; run
     together, since each waits a second or two."""
@@ -206,7 +206,7 @@ def started_then_revoked(
     return StartedThenRevoked(started, seen, revoked)
 
 
-def test_started(started_then_revoked: StartedThenRevoked, our_worker: WorkerProcess) -> None:
+def test_started(started_then_revoked: StartedThenRevoked, our_worker: InteropWorker) -> None:
     run = started_then_revoked
     state, info, _ = run.seen[run.started.ours.id]
     assert state == "STARTED" and info["hostname"] == our_worker.node  # as Celery reads ours

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 import redis
 
 from kernel.testing.helpers import in_ci, require_server
+from kernel.testing.processes import WorkerProcess
 
 
 def free_port() -> int:
@@ -100,57 +98,15 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-class WorkerProcess:
-    """`kernel start` in a subprocess, its output collected line by line."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("KERNEL_PLUGINS", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel", "start", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(" ready", 30)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log:
-            assert self.proc.poll() is None, f"worker exited:\n{self.log}"
-            assert time.monotonic() < deadline, f"{text!r} never logged:\n{self.log}"
-            time.sleep(0.02)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(30)
-
-
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
     def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path, *args)
+        worker = WorkerProcess(*args, cwd=tmp_path)
         started.append(worker)
-        return worker
+        return worker.wait_for(" ready", 30)
 
     yield start
     for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.proc.wait(10)
+        worker.kill()

@@ -3,61 +3,22 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from kernel.testing.processes import WorkerProcess
+
 HERE = Path(__file__).parent
 
 
-class WorkerProcess:
-    """`python -m kernel start -A green_tasks -P eventlet ...`, its output collected by line."""
-
-    def __init__(self, cwd: Path, environ: dict[str, str], *args: str) -> None:
-        path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, **environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
-        env.pop("KERNEL_PLUGINS", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel", "start", "-A", "green_tasks", "-P", "eventlet", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log:
-            assert self.proc.poll() is None, f"worker exited:\n{self.log}"
-            assert time.monotonic() < deadline, f"{text!r} never logged:\n{self.log}"
-            time.sleep(0.02)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+def green_worker(cwd: Path, environ: dict[str, str], *args: str) -> WorkerProcess:
+    """`python -m kernel start -A green_tasks -P eventlet ARGS`, with green_tasks importable."""
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    return WorkerProcess(
+        "-A", "green_tasks", "-P", "eventlet", *args, cwd=cwd, env={**environ, "PYTHONPATH": path}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +29,7 @@ def start_worker(
     started: list[WorkerProcess] = []
 
     def start(environ: dict[str, str], *args: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path_factory.mktemp("worker"), environ, *args)
+        worker = green_worker(tmp_path_factory.mktemp("worker"), environ, *args)
         started.append(worker)
         worker.wait_for(" ready", 30)
         return worker

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from interop_apps import Deployment, results_db
 from kombu.connection import Connection
 
 import kernel.exceptions
+from kernel.testing.processes import WorkerProcess
 
 SUPPORT = Path(__file__).parent
 HOST = "127.0.0.1"
@@ -77,8 +75,8 @@ def forget_queue(broker: Broker, queue: str) -> None:
         channel.close()
 
 
-class WorkerProcess:
-    """A worker subprocess whose output is collected line by line."""
+class InteropWorker(WorkerProcess):
+    """A worker (ours or Celery's, by `argv`) with the interop support modules importable."""
 
     def __init__(
         self,
@@ -87,41 +85,15 @@ class WorkerProcess:
         node: str,
         crash_marker: str | None = None,
     ) -> None:
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join([str(cwd), str(SUPPORT)]),
-        }
-        env.pop("KERNEL_PLUGINS", None)
+        path = os.pathsep.join([str(cwd), str(SUPPORT)])
+        super().__init__(cwd=cwd, env={"PYTHONPATH": path}, command=argv)
         self.node = node
         # a line that means the worker itself broke (not a task): fail at once, not on timeout
         self.crash_marker = crash_marker
-        self.proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
         self.wait_for(" ready", timeout=30)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
 
     def tail(self, lines: int = 60) -> str:
         return "".join(self.lines[-lines:])
-
-    def wait_for(self, text: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log:
-            assert self.proc.poll() is None, f"worker exited:\n{self.log}"
-            assert time.monotonic() < deadline, f"{text!r} never logged:\n{self.log}"
-            time.sleep(0.02)
 
     def get(self, result: Any, timeout: float = RESULT_TIMEOUT, propagate: bool = True) -> Any:
         """`result.get()`, failing with the worker's log when the worker breaks or is silent."""
@@ -141,16 +113,6 @@ class WorkerProcess:
                     f"no result for task {result.id} ({why}); worker log:\n{self.tail()}"
                 )
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
-
 
 def _write_app(directory: Path, line: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
@@ -163,17 +125,17 @@ def node_name() -> str:
     return f"interop-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
 
 
-def start_kernel_worker(deployment: Deployment, directory: Path) -> WorkerProcess:
+def start_kernel_worker(deployment: Deployment, directory: Path) -> InteropWorker:
     """`kernel start` with the solo pool: one task at a time, in the order the broker gives."""
     _write_app(directory, f"app = kernel_app({deployment!r})")
     node = node_name()
     argv = [sys.executable, "-m", "kernel", "start", "-A", "worker_app:app", "-P", "solo"]
     argv += ["-n", node, "-l", "info"]
     # our worker logs a traceback only for its own errors; task failures take one line
-    return WorkerProcess(argv, directory, node, crash_marker="Traceback (most recent call last)")
+    return InteropWorker(argv, directory, node, crash_marker="Traceback (most recent call last)")
 
 
-def start_celery_worker(deployment: Deployment, directory: Path) -> WorkerProcess:
+def start_celery_worker(deployment: Deployment, directory: Path) -> InteropWorker:
     """`celery worker` with one thread, prefetching one message, without mingle and gossip.
 
     Not `-P solo`: a solo worker prefetching one message on RabbitMQ leaves the next message
@@ -184,7 +146,7 @@ def start_celery_worker(deployment: Deployment, directory: Path) -> WorkerProces
     # Heartbeats stay on: without them a warm shutdown on RabbitMQ takes about 10 s.
     node = node_name()
     argv += ["--without-mingle", "--without-gossip", "-n", node, "-l", "info"]
-    return WorkerProcess(argv, directory, node)
+    return InteropWorker(argv, directory, node)
 
 
 def wait_for_trace(key: str, timeout: float = RESULT_TIMEOUT) -> Any:
