@@ -3,6 +3,7 @@
     python bench/compare.py [--n 10000] [--brokers redis,amqp,embedded]
                             [--pools solo,threads,prefork] [--concurrency 2] [--repeat 3]
                             [--roundtrips 1000] [--json bench/results.json] [--quick]
+                            [--systems ours]
 
 Both workers run on the same broker, pool kind, concurrency and N, alternately (ours, Celery,
 ours, Celery, ...) so that drift of the machine hits both. Per broker and pool it measures:
@@ -64,6 +65,7 @@ BROKERS = ("redis", "amqp", "embedded")
 POOLS = ("solo", "threads", "prefork")
 RESULTS = ("ignored", "stored")
 SECTIONS = ("idle", "drain", "enqueue", "roundtrip", "raw")
+SYSTEMS = ("ours", "celery")
 BUSY_CORES = 0.25  # others' CPU during a run above this share of a core flags the sample
 QUICK = {"n": 1000, "repeat": 1, "roundtrips": 200}
 IDLE_SETTLE = 2.0  # seconds after the ready line before idle RSS is read
@@ -77,6 +79,7 @@ class Plan:
     pools: tuple[str, ...]
     results: tuple[str, ...]
     sections: tuple[str, ...]
+    systems: tuple[str, ...]
     concurrency: int
     repeat: int
     roundtrips: int
@@ -118,6 +121,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
     p.add_argument("--pools", type=_names(POOLS), default=POOLS)
     p.add_argument("--results", type=_names(RESULTS), default=RESULTS)
     p.add_argument("--only", type=_names(SECTIONS), default=SECTIONS, help="sections to run")
+    p.add_argument(
+        "--systems", type=_names(SYSTEMS), default=SYSTEMS, help="ours alone: a quick look"
+    )
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3, help="runs per system; medians reported")
     p.add_argument("--roundtrips", type=int, default=1000)
@@ -135,6 +141,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
         pools=args.pools,
         results=args.results,
         sections=args.only,
+        systems=args.systems,
         concurrency=args.concurrency,
         repeat=args.repeat,
         roundtrips=args.roundtrips,
@@ -146,7 +153,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
 def specs_for(kind: str, pool: str, plan: Plan) -> list[WorkerSpec]:
     """The systems compared on one broker and pool, in the order they alternate."""
     specs = [WorkerSpec("ours", pool, plan.concurrency)]
-    if kind == "embedded":
+    if kind == "embedded" or "celery" not in plan.systems:
         return specs
     specs.append(WorkerSpec("celery", pool, plan.concurrency))
     tuned_pool = "solo" if "solo" in plan.pools else plan.pools[0]
@@ -295,7 +302,7 @@ class Bench:
         for kind in self.plan.brokers:
             target = self.targets[kind]
             variants = [("ours", False)]
-            if kind != "embedded":
+            if kind != "embedded" and "celery" in self.plan.systems:
                 variants.append(("celery", False))
             if self.has_batch_api(target):
                 variants.append(("ours", True))
@@ -331,7 +338,7 @@ class Bench:
         for kind in (k for k in self.plan.brokers if k != "embedded"):
             for pool in self.plan.pools:
                 for repeat in range(self.plan.repeat):
-                    for system in ("ours", "celery"):
+                    for system in self.plan.systems:
                         spec = WorkerSpec(system, pool, self.plan.concurrency)
                         self.roundtrip_once(self.targets[kind], spec, repeat)
 
@@ -374,7 +381,7 @@ class Bench:
     def idle(self) -> None:
         kind = "redis" if "redis" in self.plan.brokers else self.plan.brokers[0]
         for repeat in range(self.plan.repeat):
-            for system in ("ours", "celery"):
+            for system in self.plan.systems:
                 if kind == "embedded" and system == "celery":
                     continue
                 self.idle_once(self.targets[kind], WorkerSpec(system, "solo", 1), repeat)

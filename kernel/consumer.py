@@ -390,8 +390,13 @@ class Consumer:
 
     def _dispatch_limit(self) -> int:
         """Tasks handed to the pool at once: its slots, and as many again waiting in it, so a
-        slot that frees takes its next task without a round trip through this loop."""
-        return self.pool.concurrency * DISPATCH_AHEAD
+        slot that frees takes its next task without a round trip through this loop; or as
+        many as a pool that batches its hand-offs asks for (`ahead`)."""
+        concurrency = self.pool.concurrency
+        ahead = getattr(self.pool, "ahead", None)
+        if ahead is None:
+            return concurrency * DISPATCH_AHEAD
+        return concurrency + int(ahead)
 
     def _finished(self, request: Request, message: Message, task: Task, outcome: Outcome) -> None:
         self.active -= 1  # the slot is free now; the result is stored with the next batch

@@ -169,6 +169,10 @@ class Pool(Protocol):
         SoftTimeLimitExceeded inside `fn` at the soft limit, and at the hard limit stops `fn`
         and frees the slot; a pool honouring limits says so through `kernel_task_options`."""
 
+    # Optional: `ahead`, an int property: how many jobs beyond its slots the pool wants
+    # handed to it now. A pool that sends work to its slots in batches wants more; without
+    # it, the consumer hands over one job per slot beyond the running ones.
+
     def grow(self, n: int = 1) -> None:
         """Add `n` slots (autoscale, `pool_grow`)."""
 

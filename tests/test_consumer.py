@@ -382,3 +382,73 @@ def test_worker_exits_with_1_when_the_broker_gives_up(
     threading.Thread(target=lose_the_broker, daemon=True).start()
     assert worker.run() == 1
     assert "giving up on the broker: gave up reconnecting" in caplog.text
+
+
+class HoldingPool:
+    """A pool that keeps what it is handed until released, and may ask for work ahead."""
+
+    concurrency = 1
+
+    def __init__(self, ahead: int | None) -> None:
+        if ahead is not None:
+            self.ahead = ahead
+        self.jobs: list[tuple[Any, Any, Any]] = []
+
+    def apply(self, fn: Any, arg: Any, callback: Any, error_callback: Any, timeouts: Any) -> None:
+        self.jobs.append((fn, arg, callback))
+
+    def release(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for fn, arg, callback in jobs:
+            callback(fn(arg))
+
+    def stop(self) -> None:
+        self.release()
+
+    def terminate(self) -> None:
+        pass
+
+    def info(self) -> dict[str, Any]:
+        return {"implementation": "holding", "max-concurrency": 1}
+
+
+@pytest.mark.parametrize(("ahead", "handed"), [(None, 2), (0, 1), (7, 8)])
+def test_the_consumer_hands_the_pool_as_many_as_it_asks_for(
+    app: App, run_worker: Any, ahead: int | None, handed: int
+) -> None:
+    from kernel import Step
+    from kernel.roles import POOL
+    from kernel.testing.helpers import wait_until
+
+    pool = HoldingPool(ahead)
+
+    class HoldingStep(Step):
+        name = "pool.holding"
+        provides = ("pool",)
+
+        def start(self, worker: Worker) -> None:
+            worker.services[POOL] = pool
+
+    class HoldingPlugin:
+        plugin_name = "pool.holding"
+
+        @hookimpl
+        def kernel_steps(self) -> list[type[Step]]:
+            return [HoldingStep]
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    results = [add.delay(i, i) for i in range(20)]
+    run_worker(app, HoldingPlugin(), pool="holding", concurrency=1)
+    assert wait_until(lambda: len(pool.jobs) == handed)
+    time.sleep(0.3)  # no more arrive while none has finished
+    assert len(pool.jobs) == handed
+    pool.release()
+    assert wait_until(lambda: len(pool.jobs) == handed)
+    deadline = time.monotonic() + 10
+    while not all(r.ready() for r in results) and time.monotonic() < deadline:
+        pool.release()
+        time.sleep(0.05)
+    assert [r.get(timeout=5) for r in results] == [2 * i for i in range(20)]

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -19,9 +20,10 @@ log = logging.getLogger("kernel.pool.prefork")
 
 STOP = None  # what the parent sends an idle child to end it
 
-# parent -> child: (function key, argument) or STOP
-# child -> parent: (ok, result or exception, leaving); `leaving` announces a planned exit
-Reply = tuple[bool, Any, bool]
+# parent -> child: a batch, [(function key, argument), ...], run in order; or STOP
+# child -> parent, one per job before the next starts: (ok, result or exception, leaving,
+# seconds it ran); `leaving` announces a planned exit, and the rest of the batch is not run
+Reply = tuple[bool, Any, bool, float]
 
 
 class Runner:
@@ -73,12 +75,14 @@ def serve(
             return  # the parent is gone
         if message is STOP:
             return
-        key, arg = message
-        ok, value = runner.run(table[key], arg)
-        tasks += 1
-        leaving = _recycle(recycle, tasks)
-        if not _reply(conn, (ok, value, leaving)) or leaving:
-            return
+        for key, arg in message:
+            began = time.perf_counter()
+            ok, value = runner.run(table[key], arg)
+            elapsed = time.perf_counter() - began
+            tasks += 1
+            leaving = _recycle(recycle, tasks)
+            if not _reply(conn, (ok, value, leaving, elapsed)) or leaving:
+                return
 
 
 def _recycle(recycle: Callable[[int, int], bool] | None, tasks: int) -> bool:
@@ -93,7 +97,7 @@ def _recycle(recycle: Callable[[int, int], bool] | None, tasks: int) -> bool:
 
 def _reply(conn: Any, reply: Reply) -> bool:
     """Send the reply; False if the parent is gone."""
-    ok, value, leaving = reply
+    ok, value, leaving, elapsed = reply
     try:
         conn.send(reply)  # pickles fully before writing, so a failure leaves the pipe clean
     except OSError:
@@ -104,7 +108,7 @@ def _reply(conn: Any, reply: Reply) -> bool:
             f"cannot send the job's {what} (a {type(value).__name__}) to the parent: {exc!r}"
         )
         try:
-            conn.send((False, problem, leaving))
+            conn.send((False, problem, leaving, elapsed))
         except OSError:
             return False
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ from typing import Any
 class Job:
     """One applied function (by its key in the function table), its callbacks and limits."""
 
-    __slots__ = ("arg", "callback", "error_callback", "hard", "key", "settled", "soft")
+    __slots__ = ("alone", "arg", "callback", "error_callback", "hard", "key", "settled", "soft")
 
     def __init__(
         self,
@@ -24,10 +25,17 @@ class Job:
         self.callback, self.error_callback = callback, error_callback
         self.soft, self.hard = timeouts
         self.settled = False
+        # travels in a batch of its own: it has a time limit (the deadlines are per child),
+        # or its batch could not be pickled and this finds out which job was to blame
+        self.alone = bool(self.soft or self.hard)
 
 
 class Child:
-    """A forked process, the parent's end of its pipe, and the job it runs (if any).
+    """A forked process, the parent's end of its pipe, and the jobs sent to it.
+
+    `jobs` is the batch it was last sent, in order: the first is running (or its reply is
+    on the way), the others wait in the child and have not started, since a child replies
+    to each job before it starts the next.
 
     `known` is how many functions the table held when it was forked: it can run keys below
     that. `retiring` means it takes no more jobs and is told to exit once idle. The deadlines
@@ -38,7 +46,7 @@ class Child:
         "conn",
         "eof",
         "hard_at",
-        "job",
+        "jobs",
         "kill_at",
         "known",
         "pid",
@@ -50,12 +58,17 @@ class Child:
     def __init__(self, proc: Any, conn: Any, known: int) -> None:
         self.proc, self.conn, self.known = proc, conn, known
         self.pid: int = proc.pid  # kept: the process object forgets it once closed
-        self.job: Job | None = None
+        self.jobs: deque[Job] = deque()
         self.retiring = False
         self.eof = False  # its end of the pipe is closed: it is exiting
         self.soft_at: float | None = None
         self.hard_at: float | None = None
         self.kill_at: float | None = None
+
+    @property
+    def job(self) -> Job | None:
+        """The job running now, if any."""
+        return self.jobs[0] if self.jobs else None
 
     def knows(self, key: int) -> bool:
         return key < self.known

@@ -15,6 +15,7 @@ import billiard
 from billiard.connection import wait
 
 from kernel.exceptions import TimeLimitExceeded, WorkerLostError
+from kernel.pace import Pace
 
 from .child import STOP, serve
 from .children import Child, Job, exit_reason
@@ -25,6 +26,10 @@ log = logging.getLogger("kernel.pool.prefork")
 KILL_GRACE = 0.1  # from SIGTERM to SIGKILL for a child past its hard time limit
 EXIT_GRACE = 10.0  # how long a child told to exit may take before it is killed
 IDLE_WAIT = 1.0  # longest wait between passes with no deadline due
+# Fast jobs go to a child in batches, one pipe write for many jobs: a batch holds about
+# BATCH_TIME of work at the recent pace, so a job never waits long behind others in one child
+BATCH_TIME = 0.002
+MAX_BATCH = 64
 
 
 def default_concurrency() -> int:
@@ -38,6 +43,9 @@ class PreforkPool:
     `concurrency` of them alive, sends each job to an idle child that knows its function,
     reads the replies, enforces the time limits, and notices deaths through the processes'
     sentinels. Callbacks run in the monitor thread.
+
+    Jobs without time limits travel in batches sized to BATCH_TIME (see `ahead`); a job
+    with a limit travels alone, so its deadlines are armed when it starts.
 
     Functions travel as keys into a table the children inherit (see FunctionTable); a child
     forked before a function was first applied is replaced by a fresh one to run it.
@@ -66,10 +74,20 @@ class PreforkPool:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
+        self._pace = Pace()
 
     @property
     def concurrency(self) -> int:
         return self._target
+
+    @property
+    def ahead(self) -> int:
+        """Jobs wanted beyond the slots: per child, the rest of the batch it runs and the next
+        batch, ready to go the moment it replies to the last one."""
+        return self._target * (2 * self._batch_size() - 1)
+
+    def _batch_size(self) -> int:
+        return self._pace.fitting(BATCH_TIME, MAX_BATCH)
 
     # -- the Pool role (any thread) ---------------------------------------------------------
     def start(self) -> None:
@@ -282,7 +300,8 @@ class PreforkPool:
             self._publish()
             child.conn.close()
             reason = exit_reason(_reap(child))
-            job = child.job
+            job = child.jobs.popleft() if child.jobs else None
+            self._give_back(child)
             if job is None:
                 log.warning("idle pool child %d exited (%s); replacing it", child.pid, reason)
             else:
@@ -308,12 +327,26 @@ class PreforkPool:
     # -- jobs -------------------------------------------------------------------------------
     def _dispatch(self) -> None:
         while self._pending:
-            job = self._pending[0]
-            child = self._idle_child(job.key)
+            child = self._idle_child(self._pending[0].key)
             if child is None:
                 return
-            self._pending.popleft()
-            self._send_job(child, job)
+            self._send_batch(child, self._take_batch(child))
+
+    def _take_batch(self, child: Child) -> list[Job]:
+        """The next jobs for an idle child: the pending ones split evenly among the idle
+        children, up to the batch size; a job with a time limit goes alone."""
+        pending = self._pending
+        batch = [pending.popleft()]
+        if batch[0].alone:
+            return batch
+        idle = sum(not c.jobs and not c.retiring for c in self._children)
+        size = min(self._batch_size(), -(-(len(pending) + 1) // max(idle, 1)))
+        while len(batch) < size and pending:
+            job = pending[0]
+            if job.alone or not child.knows(job.key):
+                break
+            batch.append(pending.popleft())
+        return batch
 
     def _idle_child(self, key: int) -> Child | None:
         stale = None
@@ -332,39 +365,55 @@ class PreforkPool:
             log.exception("could not fork a pool child; trying again shortly")
             return None
 
-    def _send_job(self, child: Child, job: Job) -> None:
+    def _send_batch(self, child: Child, batch: list[Job]) -> None:
         try:
-            child.conn.send((job.key, job.arg))
-        except OSError:  # the child is gone; its sentinel reports it; the job did not start
+            child.conn.send([(job.key, job.arg) for job in batch])
+        except OSError:  # the child is gone; its sentinel reports it; the jobs did not start
             child.retiring = True
-            self._pending.appendleft(job)
+            self._pending.extendleft(reversed(batch))
             return
-        except Exception as exc:  # the argument cannot be pickled; nothing was written
-            self._settle(job, False, exc)
+        except Exception as exc:  # an argument cannot be pickled; nothing was written
+            if len(batch) == 1:
+                self._settle(batch[0], False, exc)
+                return
+            for job in batch:  # again one by one: only the job to blame fails
+                job.alone = True
+            self._pending.extendleft(reversed(batch))
             return
-        child.job = job
+        child.jobs.extend(batch)
+        job = batch[0]
         now = time.monotonic()
         # armed independently: a soft limit above the hard one must not delay the hard one
         child.soft_at = now + job.soft if job.soft else None
         child.hard_at = now + job.hard if job.hard else None
 
     def _receive(self, child: Child) -> None:
+        elapsed: float | None
         try:
-            ok, value, leaving = child.conn.recv()
+            ok, value, leaving, elapsed = child.conn.recv()
         except (EOFError, OSError):
             child.eof = True  # it is exiting; its sentinel tells how
             return
         except Exception as exc:  # read whole, but cannot be rebuilt (an odd exception class)
             ok, value, leaving = False, RuntimeError(f"cannot read the job's reply: {exc!r}"), False
-        job, child.job = child.job, None
+            elapsed = None
+        job = child.jobs.popleft() if child.jobs else None
         child.soft_at = child.hard_at = None
+        if elapsed is not None:
+            self._pace.record(elapsed)
         if job is not None:
             self._settle(job, ok, value)
         if leaving:
             log.info("pool child %d is recycled", child.pid)
+            self._give_back(child)  # the rest of its batch never started
             self._leave(child, EXIT_GRACE)
-        elif child.retiring:
+        elif child.retiring and not child.jobs:
             self._send_stop(child)
+
+    def _give_back(self, child: Child) -> None:
+        """Jobs sent to a child that did not start them go first in line again."""
+        self._pending.extendleft(reversed(child.jobs))
+        child.jobs.clear()
 
     def _settle(self, job: Job, ok: bool, value: Any) -> None:
         if job.settled:
@@ -394,7 +443,8 @@ class PreforkPool:
                     job.hard,
                     child.pid,
                 )
-                child.job = None
+                child.jobs.popleft()
+                self._give_back(child)
                 self._settle(job, False, TimeLimitExceeded(job.hard))
                 _kill(child, signal.SIGTERM)
                 self._leave(child, KILL_GRACE)  # the slot is free: _top_up forks a new child

@@ -14,11 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from kernel.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from kernel.pace import Pace
 from kernel.proc import rss_kib
 
 log = logging.getLogger("kernel.pool.threads")
 
 _STOP = object()
+# Fast jobs: the consumer hands over about AHEAD_TIME of work per thread at once, so a thread
+# that finishes one takes the next from the queue without waiting for the consumer's loop.
+AHEAD_TIME = 0.002
+MAX_AHEAD = 32
 
 
 def default_concurrency() -> int:
@@ -96,10 +101,16 @@ class ThreadPool:
         self._watch = threading.Condition()
         self._watchdog: threading.Thread | None = None
         self._closed = False
+        self._pace = Pace()
 
     @property
     def concurrency(self) -> int:
         return self._target
+
+    @property
+    def ahead(self) -> int:
+        """Jobs wanted beyond the threads: about AHEAD_TIME of work per thread."""
+        return self._target * self._pace.fitting(AHEAD_TIME, MAX_AHEAD)
 
     def start(self) -> None:
         for _ in range(self._target):
@@ -140,12 +151,14 @@ class ThreadPool:
         """Run one job; False if the hard time limit took it from this thread."""
         job.thread = threading.current_thread()
         self._watch_limits(job)
+        began = time.perf_counter()
         try:
             try:
                 result: Any = job.fn(job.arg)
                 failed: BaseException | None = None
             except BaseException as exc:  # fn should return an outcome; report whatever it raised
                 result, failed = None, exc
+            self._pace.record(time.perf_counter() - began)
             with job.lock:
                 mine = not job.settled
                 job.settled = True

@@ -89,3 +89,18 @@ class TestThreadsTimeLimits(TimeLimitContract):
     @pytest.fixture
     def pool_name(self) -> str:
         return "threads"
+
+
+def test_fast_jobs_ask_for_more_ahead_and_slow_ones_for_one_per_thread() -> None:
+    import time
+
+    pool = ThreadPool(2)
+    pool.start()
+    try:
+        assert pool.ahead == 2  # nothing measured: one waiting job per thread
+        _run_all(pool, 200, lambda _: None)
+        assert pool.ahead > 2 * 8
+        _run_all(pool, 60, lambda _: time.sleep(0.01))
+        assert pool.ahead == 2
+    finally:
+        pool.stop()
