@@ -7,10 +7,8 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kernel_pool_prefork import PreforkPool
 
 from kernel.exceptions import WorkerLostError
@@ -59,14 +57,6 @@ def die_at(arg: tuple[int, int]) -> tuple[int, int]:
 def nap(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
-
-
-@pytest.fixture
-def pool() -> Iterator[PreforkPool]:
-    pool = PreforkPool(2)
-    pool.start()
-    yield pool
-    pool.terminate()
 
 
 def warm_up(pool: PreforkPool) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,14 +46,6 @@ class TestPreforkTimeLimits(TimeLimitContract):
     @pytest.fixture
     def pool_name(self) -> str:
         return "prefork"
-
-
-@pytest.fixture
-def pool() -> Iterator[PreforkPool]:
-    pool = PreforkPool(2)
-    pool.start()
-    yield pool
-    pool.terminate()
 
 
 def test_grow_and_shrink_change_the_processes_and_the_parallelism() -> None:
