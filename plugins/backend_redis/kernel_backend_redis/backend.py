@@ -201,28 +201,29 @@ class RedisBackend(BaseBackend):
         self, task_id: str, *, deadline: float | None, interval: float
     ) -> dict[str, Any] | None:
         """Wait for a notice carrying the task's meta (our workers send one per batch),
-        reading the key between waits that grow from 1 ms: results from workers that only
-        publish on each result's own channel (Celery's) are found by that reading."""
+        reading the key after waits that grow from 1 ms: results from workers that only
+        publish on each result's own channel (Celery's) are found by that reading. A fast
+        result from our worker is heard of first, and costs no read."""
         try:
             listener = self._listener()
             heard = self._heard()
             pause = 0.001
             while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                ends = time.monotonic() + (
+                    pause if remaining is None else min(pause, max(remaining, 0))
+                )
                 self._listen(listener, 0)
+                while task_id not in heard and time.monotonic() < ends:
+                    self._listen(listener, max(ends - time.monotonic(), 0))
                 if task_id in heard:
                     return heard.pop(task_id)
                 meta = self.get(task_id)
                 if meta is not None and meta.get("status") in READY_STATES:
                     heard.pop(task_id, None)
                     return meta
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                if deadline is not None and time.monotonic() >= deadline:
                     return None
-                ends = time.monotonic() + (pause if remaining is None else min(pause, remaining))
-                while task_id not in heard and time.monotonic() < ends:
-                    self._listen(listener, max(ends - time.monotonic(), 0))
-                if task_id in heard:
-                    return heard.pop(task_id)
                 pause = min(pause * 2, interval, 0.1)
         except ERRORS as exc:
             raise BackendError(f"result backend {self.where} unreachable: {exc}") from None

@@ -31,6 +31,7 @@ from kernel.roles import Outgoing, QueueSpec
 
 from .envelope import body_of, envelope, parse
 from .keys import SEP, Keys
+from .lanes import Lanes
 from .scripts import FETCH
 from .threads import Maintenance, Waiters, text
 from .urls import Target, targets
@@ -39,6 +40,9 @@ log = logging.getLogger("kernel.broker.redis")
 
 ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 ACK_BATCH = 64  # acknowledgements sent together once this many have gathered
+# ... or with the next take, or once the first of them has waited this long (seconds): an
+# ack sent on its own while a task runs is a round trip that delays noticing the task's end
+ACK_LINGER = 0.05
 
 
 class RedisMessage:
@@ -110,6 +114,7 @@ class RedisBroker:
         self._target = 0
         self._client: redis.Redis | None = None
         self._fetch: Any = None
+        self.lanes = Lanes()
         self._lock = threading.Lock()
         self._bound: set[str] = set()
         self._routes: dict[str, tuple[float, list[tuple[str, str]]]] = {}
@@ -121,6 +126,7 @@ class RedisBroker:
         self._consuming = False
         self.held: dict[str, RedisMessage] = {}
         self._acks: list[str] = []
+        self._acks_since = 0.0  # when the oldest pending ack was made
         self._event = threading.Event()
         self._maintenance: Maintenance | None = None
         self._waiters: Waiters | None = None
@@ -222,15 +228,14 @@ class RedisBroker:
                     else self._route(client, message.exchange, message.routing_key)
                 )
             ]
-            if not fresh and len(targets) == 1:
-                client.execute_command("LPUSH", *targets[0])
-                return
-            with client.pipeline(transaction=False) as pipe:
-                for name in fresh:  # the binding Celery records when it declares a queue
-                    pipe.sadd(self.keys.binding(name), self.keys.binding_member(name, name))
-                for key, raw in targets:
-                    pipe.execute_command("LPUSH", key, raw)
-                pipe.execute()
+            commands: list[tuple[Any, ...]] = [
+                # the binding Celery records when it declares a queue
+                ("SADD", self.keys.binding(name), self.keys.binding_member(name, name))
+                for name in fresh
+            ]
+            commands += [("LPUSH", key, raw) for key, raw in targets]
+            if commands:
+                self.lanes.call(client, *commands)
             self._bound.update(fresh)
 
         self._with_retries(send, "publish")
@@ -304,26 +309,31 @@ class RedisBroker:
         self._event.set()
 
     def poll(self, timeout: float) -> None:
-        """Take a batch if there is room for one; otherwise send pending acks and wait.
+        """Take a batch if there is room for one; otherwise wait.
 
-        Batching is what makes this fast: acks go out when ACK_BATCH have gathered or before
-        waiting, and a new batch is taken only once a quarter of the window is free (or
-        nothing is held), so a busy worker does not pay a round trip per message."""
+        Batching is what makes this fast: acks go out with the next take, when ACK_BATCH have
+        gathered, or ACK_LINGER after the first of them; a new batch is taken only once a
+        quarter of the window is free (or nothing is held), so a busy worker does not pay a
+        round trip per message."""
         try:
-            if len(self._acks) >= ACK_BATCH:
+            if len(self._acks) >= ACK_BATCH or (
+                self._acks and time.monotonic() - self._acks_since >= ACK_LINGER
+            ):
                 self._flush_acks()
             if self._consuming:
                 room = self._room()
-                if room > 0 and (room >= self._refill_at() or not self.held):
-                    if self._take(room):
+                if room > 0 and (room >= self._refill_at() or not self.held) and not self._idle():
+                    taken = self._take(room)
+                    if taken:
                         self._back_up()
+                        if taken < room:  # the lists ran dry: wait in Redis, not another take
+                            assert self._waiters is not None
+                            self._waiters.arm()
                         return
-                    if self._acks:
-                        self._flush_acks()
                     assert self._waiters is not None
                     self._waiters.arm()  # block in Redis (other threads) until a list fills
-            if self._acks and timeout > 0:  # about to wait: nothing is gained by holding them
-                self._flush_acks()
+            if self._acks:  # wake up to send them when the linger ends
+                timeout = min(timeout, max(self._acks_since + ACK_LINGER - time.monotonic(), 0))
             self._back_up()
         except ERRORS as exc:
             self._connection_lost(exc)
@@ -331,6 +341,12 @@ class RedisBroker:
         if timeout > 0:
             self._event.wait(timeout)
         self._event.clear()
+
+    def _idle(self) -> bool:
+        """The last take emptied the lists and no waiter has seen them fill since: a take
+        now would be a round trip for nothing (and would delay noticing a finished task)."""
+        waiters = self._waiters
+        return waiters is not None and waiters.armed.is_set()
 
     def _room(self) -> int:
         if not self._prefetch:
@@ -342,16 +358,25 @@ class RedisBroker:
         return max(min(window // 4, self.fetch_batch), 1)
 
     def _take(self, count: int) -> int:
-        self.client()
-        found = self._fetch(
-            keys=[
-                self.keys.unacked,
-                self.keys.unacked_index,
-                self.keys.held(self.consumer_id),
-                *self.lists,
-            ],
-            args=[count, time.time()],
-        )
+        """Fetch up to `count` messages, sending the pending acks in the same round trip."""
+        client = self.client()
+        keys = [
+            self.keys.unacked,
+            self.keys.unacked_index,
+            self.keys.held(self.consumer_id),
+            *self.lists,
+        ]
+        args = [count, time.time()]
+        tags, self._acks = self._acks, []
+        try:
+            commands = self._ack_commands(tags) if tags else []
+            commands.append(("EVALSHA", self._fetch.sha, len(keys), *keys, *args))
+            found = self.lanes.call(client, *commands)[-1]
+        except redis.exceptions.NoScriptError:  # the server lost its scripts (a restart)
+            found = self._fetch(keys=keys, args=args, client=client)  # loads it and runs it
+        except ERRORS:
+            self._acks.extend(tags)  # acks are idempotent: send them again next time
+            raise
         on_message = self._on_message
         assert on_message is not None
         for i in range(0, len(found), 3):
@@ -365,19 +390,24 @@ class RedisBroker:
 
     def _settle(self, message: RedisMessage) -> None:
         if self.held.pop(message.delivery_tag, None) is not None:
+            if not self._acks:
+                self._acks_since = time.monotonic()
             self._acks.append(message.delivery_tag)
 
     def _flush_acks(self) -> None:
         tags, self._acks = self._acks, []
         try:
-            with self.client().pipeline(transaction=False) as pipe:
-                pipe.hdel(self.keys.unacked, *tags)
-                pipe.zrem(self.keys.unacked_index, *tags)
-                pipe.srem(self.keys.held(self.consumer_id), *tags)
-                pipe.execute()
+            self.lanes.call(self.client(), *self._ack_commands(tags))
         except ERRORS:
             self._acks.extend(tags)  # acks are idempotent: send them again next time
             raise
+
+    def _ack_commands(self, tags: list[str]) -> list[tuple[Any, ...]]:
+        return [
+            ("HDEL", self.keys.unacked, *tags),
+            ("ZREM", self.keys.unacked_index, *tags),
+            ("SREM", self.keys.held(self.consumer_id), *tags),
+        ]
 
     def _requeue(self, message: RedisMessage) -> None:
         """Reject with requeue: the message goes to the back of its queue, as kombu does."""

@@ -214,7 +214,8 @@ class Waiters:
             try:
                 if client is None:
                     client = self.broker.new_client()
-                found = client.blmove(key, key, BLOCK_SECONDS, "RIGHT", "RIGHT")
+                command = ("BLMOVE", key, key, "RIGHT", "RIGHT", BLOCK_SECONDS)
+                found = self.broker.lanes.call(client, command)[0]
             except ERRORS:
                 client = None
                 time.sleep(1.0)

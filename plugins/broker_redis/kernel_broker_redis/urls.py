@@ -29,12 +29,14 @@ class Target:
     port: int
     make: Callable[[], redis.Redis]
 
+    where: str = attrs.field(init=False)  # for messages: the URL without its password
+
+    @where.default
+    def _where(self) -> str:
+        return f"{safe_url(self.url)} ({self.host}:{self.port})"
+
     def client(self) -> redis.Redis:
         return self.make()
-
-    @property
-    def where(self) -> str:
-        return f"{safe_url(self.url)} ({self.host}:{self.port})"
 
 
 def targets(url: str, options: Mapping[str, Any], connect_timeout: float) -> list[Target]:

@@ -70,9 +70,37 @@ def test_held_messages_are_in_kombus_unacked_hash() -> None:
     assert (exchange, routing_key) == ("", queue) and envelope["properties"]["delivery_tag"] == tag
     assert client.zscore("unacked_index", tag) is not None
     got[0].ack()
+    started = time.monotonic()
+    # an idle worker sends its acks once they have lingered, not only with its next fetch
+    broker.poll(5.0)  # waits no longer than the linger
     broker.poll(0)
-    assert client.hget("unacked", tag) is None and client.zscore("unacked_index", tag) is None
+    assert time.monotonic() - started < 0.5
+    assert client.hget("unacked", tag) is None
+    assert client.zscore("unacked_index", tag) is None
     broker.close()
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_an_idle_consumer_is_woken_by_redis_at_once() -> None:
+    app = _app()
+    queue = app.conf.task_default_queue
+    broker = app.open_broker(app.pm)
+    got: list[Any] = []
+    broker.consume([queue], got.append, 10)
+    for _ in range(3):  # nothing there: the consumer ends up waiting in Redis
+        broker.poll(0.1)
+    waits = []
+    for i in range(5):
+        time.sleep(0.2)  # the waiting command is in Redis, blocked
+        sent = time.monotonic()
+        app.send_task("proj.add", [i, i])
+        while len(got) <= i and time.monotonic() - sent < 5:
+            broker.poll(5.0)  # returns when woken, not at the timeout
+        waits.append(time.monotonic() - sent)
+        got[i].ack()
+    broker.close()
+    assert len(got) == 5
+    assert max(waits) < 0.1, waits
 
 
 def _drain(url: str, queue: str, seen: Any, stop: Any) -> None:
