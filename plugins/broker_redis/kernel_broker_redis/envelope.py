@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
+
+from kernel.task import new_id
 
 
 def envelope(
@@ -24,7 +25,7 @@ def envelope(
     props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
     props.setdefault("priority", 0)
     props["body_encoding"] = "base64"
-    props["delivery_tag"] = str(uuid.uuid4())
+    props["delivery_tag"] = new_id()
     return json.dumps(
         {
             "body": base64.b64encode(body).decode("ascii"),

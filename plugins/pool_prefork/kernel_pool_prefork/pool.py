@@ -72,6 +72,7 @@ class PreforkPool:
         self._state = "new"  # new -> running -> stopping -> stopped, or terminating -> stopped
         self._lock = threading.Lock()  # guards the target size and the wake pipe
         self._wake_r, self._wake_w = os.pipe()
+        self._woken = False  # a wake-up byte is in the pipe, not yet read by the monitor
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
         self._pace = Pace()
@@ -106,7 +107,8 @@ class PreforkPool:
         if self._state not in ("new", "running"):
             raise RuntimeError(f"the prefork pool is {self._state}; it takes no more jobs")
         self._pending.append(Job(self._table.key_for(fn), arg, callback, error_callback, timeouts))
-        self._wake()
+        if not self._woken:  # one wake-up byte per pass of the monitor, not one per job
+            self._wake()
 
     def grow(self, n: int = 1) -> None:
         with self._lock:
@@ -154,6 +156,7 @@ class PreforkPool:
         }
 
     def _wake(self) -> None:
+        self._woken = True
         with self._lock:
             if self._wake_w < 0:
                 return
@@ -219,6 +222,9 @@ class PreforkPool:
         ready = wait([self._wake_r, *conns, *sentinels], timeout)
         if self._wake_r in ready:
             os.read(self._wake_r, 4096)
+            # after reading: a job applied before this line is taken by this pass; one
+            # applied after it writes a new byte
+            self._woken = False
         for item in ready:
             if item in conns:
                 self._receive(conns[item])
