@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import serialization
 
 from .exceptions import BackendError
+from .protocol import JSON, json_dumps, json_loads
 from .results import READY_STATES
 from .roles import Stored
 
@@ -36,13 +37,18 @@ class BaseBackend:
         )
 
     def encode(self, meta: Mapping[str, Any]) -> bytes:
+        if self.serializer == "json":  # the common case, without the registry's detour
+            return json_dumps(meta)
         _, encoding, data = serialization.dumps(dict(meta), serializer=self.serializer)
         return data.encode(encoding or "utf-8") if isinstance(data, str) else data
 
     def decode(self, data: bytes | str) -> dict[str, Any]:
-        meta = serialization.loads(
-            data, self.content_type, self.content_encoding, accept=self.accept
-        )
+        if self.content_type == JSON and (self.accept is None or JSON in self.accept):
+            meta = json_loads(data)
+        else:
+            meta = serialization.loads(
+                data, self.content_type, self.content_encoding, accept=self.accept
+            )
         if not isinstance(meta, dict):
             raise BackendError(f"stored result is not a meta document: {meta!r}")
         return meta

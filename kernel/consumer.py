@@ -130,11 +130,14 @@ class Consumer:
         elapsed = now - self._rate_since
         # look early when many tasks finish quickly (the window should open within the first
         # few dozen of a burst), otherwise every RETUNE_EVERY seconds
-        if elapsed < RETUNE_EVERY and not (self._rate_count >= 32 and elapsed >= 0.005):
+        early = elapsed < RETUNE_EVERY
+        if early and not (self._rate_count >= 32 and elapsed >= 0.005):
             return
         rate = self._rate_count / elapsed
-        self._rate_count, self._rate_since = 0, now
         wanted = min(int(rate * LOOKAHEAD), LOOKAHEAD_MAX) if self.adaptive else 0
+        if early and wanted <= self._lookahead:
+            return  # early looks only open the window: a short sample is a noisy one
+        self._rate_count, self._rate_since = 0, now
         if abs(wanted - self._lookahead) >= max(self._lookahead // 4, 4):
             self._lookahead = wanted
             self.broker.set_prefetch(self.prefetch)

@@ -199,12 +199,17 @@ def task_message(
 _JSON_ENCODER = kombu_json.JSONEncoder()  # kombu's output; made once, not once per message
 
 
+def json_dumps(value: Any) -> bytes:
+    """kombu's JSON (datetimes and other types tagged `__type__`), as UTF-8."""
+    return _JSON_ENCODER.encode(value).encode("utf-8")
+
+
 def encode_body(
     body: Any, serializer: str, compression: str | None = None
 ) -> tuple[bytes, str, str, dict[str, str]]:
     """Serialize (and compress) a body: (bytes, content_type, content_encoding, extra headers)."""
     if serializer == "json" and not compression:  # the common case, without the registry
-        return _JSON_ENCODER.encode(body).encode("utf-8"), JSON, "utf-8", {}
+        return json_dumps(body), JSON, "utf-8", {}
     content_type, content_encoding, data = serialization.dumps(body, serializer=serializer)
     raw = data.encode(content_encoding or "utf-8") if isinstance(data, str) else data
     if compression:
@@ -216,7 +221,7 @@ def encode_body(
 # -- decoding -------------------------------------------------------------------------------
 
 
-def _json_loads(body: bytes | str) -> Any:
+def json_loads(body: bytes | str) -> Any:
     """kombu's JSON (datetimes and other types tagged `__type__`), read by the C decoder alone
     when nothing in the text can be such a tag, as in most messages."""
     text = bytes(body).decode("utf-8") if not isinstance(body, str) else body
@@ -237,7 +242,7 @@ def decode_payload(
         if headers.get("compression"):
             body = kombu_compression.decompress(body, headers["compression"])
         elif content_type == JSON and (accept is None or JSON in accept):
-            return _json_loads(body)  # the common case, without the registry's detour
+            return json_loads(body)  # the common case, without the registry's detour
         return serialization.loads(body, content_type, content_encoding, accept=accept)
     except ContentDisallowed:
         raise InvalidTaskError(f"content type {content_type!r} is not accepted") from None

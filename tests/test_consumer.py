@@ -452,3 +452,32 @@ def test_the_consumer_hands_the_pool_as_many_as_it_asks_for(
         pool.release()
         time.sleep(0.05)
     assert [r.get(timeout=5) for r in results] == [2 * i for i in range(20)]
+
+
+def test_the_window_opens_for_fast_tasks_and_stays_celerys_for_slow_ones(
+    app: App, run_worker: Any
+) -> None:
+    from kernel.roles import CONSUMER
+
+    @app.task
+    def quick() -> None: ...
+
+    @app.task
+    def slow() -> None:
+        time.sleep(0.05)
+
+    worker = run_worker(app, pool="threads", concurrency=2)
+    consumer = worker.services[CONSUMER]
+    celerys = 2 * 4  # slots x worker_prefetch_multiplier
+    assert consumer.prefetch == celerys
+    results = [quick.delay() for _ in range(3000)]
+    for result in results:
+        result.get(timeout=20)
+    opened = consumer.prefetch
+    assert opened > celerys * 4, opened
+    results = [slow.delay() for _ in range(30)]
+    for result in results:
+        result.get(timeout=20)
+    time.sleep(0.3)  # one more measurement, of an idle worker
+    slow.delay().get(timeout=5)
+    assert consumer.prefetch < opened / 4, (opened, consumer.prefetch)
