@@ -35,11 +35,13 @@ def retry_call(
 ) -> T:
     """Call `fn`; on one of `errors`, sleep per `policy` and try again; re-raise once tries run
     out. `on_retry` runs before each sleep (to drop a broken connection, say)."""
-    waits = intervals(policy)
+    waits: Iterator[float] | None = None  # made on the first failure: most calls succeed
     while True:
         try:
             return fn()
         except errors as exc:
+            if waits is None:
+                waits = intervals(policy)
             pause = next(waits, None)
             if pause is None:
                 raise
