@@ -308,7 +308,7 @@ class App:
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here); return its AsyncResult."""
         task_id, message = self.build_message(name, args, kwargs, options)
-        self._publish(message)
+        self._publish([message])
         return AsyncResult(task_id, self)
 
     def send_many(
@@ -322,26 +322,27 @@ class App:
         built = [self.build_message(name, args, kwargs, options) for args, kwargs in calls]
         if not built:
             return []
-        messages = [message for _, message in built]
+        self._publish([message for _, message in built])
+        return [AsyncResult(task_id, self) for task_id, _ in built]
+
+    def _publish(self, messages: list[Outgoing]) -> None:
+        """Through the broker's `publish_many` if it has one (one round trip where it can),
+        else one `publish` per message."""
         publish_many = getattr(self.broker, "publish_many", None)
         if publish_many is not None:
             publish_many(messages)
-        else:
-            for message in messages:
-                self._publish(message)
-        return [AsyncResult(task_id, self) for task_id, _ in built]
-
-    def _publish(self, message: Outgoing) -> None:
-        self.broker.publish(
-            message.body,
-            routing_key=message.routing_key,
-            exchange=message.exchange,
-            headers=message.headers,
-            properties=message.properties,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            declare=message.declare,
-        )
+            return
+        for message in messages:
+            self.broker.publish(
+                message.body,
+                routing_key=message.routing_key,
+                exchange=message.exchange,
+                headers=message.headers,
+                properties=message.properties,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                declare=message.declare,
+            )
 
     def build_message(
         self,

@@ -150,12 +150,7 @@ class Task:
             self.check_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
-        for attr in ("queue", "priority", "expires", "time_limit", "soft_time_limit"):
-            value = getattr(self, attr)
-            if value is not None:
-                options.setdefault(attr, value)
-        options.setdefault("serializer", self.option("serializer"))
-        options.setdefault("ignore_result", bool(self.option("ignore_result")))
+        self._add_task_options(options)
         return self.app.send_task(self.name, args, kwargs, **options)
 
     def delay_many(
@@ -181,13 +176,17 @@ class Task:
             pairs.append((args, kwargs))
         if self.app.conf.task_always_eager:
             return [self.apply(args, kwargs, **options) for args, kwargs in pairs]
+        self._add_task_options(options)
+        return self.app.send_many(self.name, pairs, **options)
+
+    def _add_task_options(self, options: dict[str, Any]) -> None:
+        """Fill in what the call left out from the task's own options."""
         for attr in ("queue", "priority", "expires", "time_limit", "soft_time_limit"):
             value = getattr(self, attr)
             if value is not None:
                 options.setdefault(attr, value)
         options.setdefault("serializer", self.option("serializer"))
         options.setdefault("ignore_result", bool(self.option("ignore_result")))
-        return self.app.send_many(self.name, pairs, **options)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError now for a call the function could not accept, instead of on a worker."""
