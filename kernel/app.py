@@ -112,6 +112,7 @@ class App:
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
         self._local = threading.local()
+        self._origin: tuple[int, str] = (0, "")
         self._defaults: tuple[int, SendDefaults] | None = None
 
     def __repr__(self) -> str:
@@ -258,7 +259,11 @@ class App:
     @property
     def origin(self) -> str:
         """`gen<pid>@<host>`, as Celery clients name themselves (the pid changes after a fork)."""
-        return f"gen{os.getpid()}@{socket.gethostname()}"
+        pid = os.getpid()
+        cached = self._origin
+        if cached[0] != pid:
+            cached = self._origin = (pid, f"gen{pid}@{socket.gethostname()}")
+        return cached[1]
 
     @property
     def oid(self) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from amqp.exceptions import NotFound
-from kombu.entity import Exchange, Queue
+from kombu.entity import Exchange, Queue, maybe_delivery_mode
 
 from kernel.exceptions import BrokerUnreachable
 from kernel.kombu_broker import KombuBroker
@@ -17,7 +17,7 @@ from kernel.roles import Outgoing, QueueSpec
 
 from .connector import CONNECT_ERRORS, Connector, close_quietly, reason
 from .options import AmqpOptions
-from .publisher import Publishers
+from .publisher import Link, Publishers
 from .session import Session
 from .urls import split_urls
 from .waking import Waker
@@ -35,6 +35,22 @@ RECONNECT_ERRORS: tuple[type[BaseException], ...] = (BrokerUnreachable, *CONNECT
 # before it, rather than starting afresh, so a server that accepts and then drops connections
 # is not hammered with immediate reconnects.
 FLAPPING = 5.0
+
+
+def amqp_properties(message: Outgoing) -> dict[str, Any]:
+    """The basic properties of a message, as kombu's Producer would set them: persistent
+    unless told otherwise (by number or by name), priority 0 by default, the expiration in
+    milliseconds as a string, the headers as the application headers."""
+    props = dict(message.properties)
+    props["delivery_mode"] = maybe_delivery_mode(props.get("delivery_mode"))
+    props.setdefault("priority", 0)
+    expiration = props.get("expiration")
+    if expiration is not None:
+        props["expiration"] = str(int(expiration))
+    props["content_type"] = message.content_type
+    props["content_encoding"] = message.content_encoding
+    props["application_headers"] = message.headers
+    return props
 
 
 class AmqpBroker(KombuBroker):
@@ -143,26 +159,23 @@ class AmqpBroker(KombuBroker):
         """Send messages over one borrowed connection, retried together per the policy (so a
         batch cut off midway may send its first messages twice: at least once, never lost)."""
         prepared = []
+        entities: dict[str, Queue] = {}
         for message in messages:
-            props = dict(message.properties)
-            expiration = props.pop("expiration", None)
-            if expiration is not None:
-                props["expiration"] = int(expiration) / 1000
-            prepared.append((message, props, [self.queue(name) for name in message.declare]))
-
-        def send(producer: Any) -> None:
-            for message, props, entities in prepared:
-                producer.publish(
+            for spec in message.declare:
+                queue = self.queue(spec)
+                entities.setdefault(queue.name, queue)
+            prepared.append(
+                (
+                    message.exchange,
+                    message.routing_key,
                     message.body,
-                    routing_key=message.routing_key,
-                    exchange=message.exchange,
-                    headers=dict(message.headers),
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    declare=entities,
-                    retry=False,  # retried here, on a new connection, per the policy
-                    **props,
+                    amqp_properties(message),
                 )
+            )
+
+        def send(link: Link) -> None:
+            link.declare(list(entities.values()))
+            link.send(prepared)
 
         self._senders.publish(send)
 

@@ -49,14 +49,11 @@ class Connector:
         self.urls = urls
         self.options = options
         self.tls = bool(options.ssl)
+        self.name = "broker " + " or ".join(self.where(url) for url in urls)
+        """The broker (or the failover list) for messages: passwords masked, hosts named."""
 
     def where(self, url: str) -> str:
         return describe(url, self.tls)
-
-    @property
-    def name(self) -> str:
-        """The broker (or the failover list) for messages: passwords masked, hosts named."""
-        return "broker " + " or ".join(self.where(url) for url in self.urls)
 
     def connection(self, url: str, heartbeat: float) -> Any:
         """A kombu Connection to one URL of the list, not yet connected."""
