@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kombu.exceptions import MessageStateError
 
@@ -13,13 +13,13 @@ if TYPE_CHECKING:
 
 
 class Delivery:
-    """kombu's Message plus `valid`. An AMQP delivery tag means something only on its own
-    channel: once that connection is lost the server has requeued the message itself, so
-    acking or rejecting it is a no-op rather than an error (or, worse, an ack of another
-    message). Acks and rejects go out with the session's next batch (at the next poll)."""
+    """A message as kombu's Message presents it, plus `valid`. An AMQP delivery tag means
+    something only on its own channel: once that connection is lost the server has requeued
+    the message itself, so acking or rejecting it is a no-op rather than an error (or, worse,
+    an ack of another message). Acks and rejects go out with the session's next batch (at
+    the next poll). The body is as it came over the wire (still compressed, if it was)."""
 
     __slots__ = (
-        "_message",
         "_session",
         "_state",
         "body",
@@ -31,18 +31,23 @@ class Delivery:
         "properties",
     )
 
-    def __init__(self, message: Any, session: Session) -> None:
-        self._message = message
+    def __init__(
+        self,
+        session: Session,
+        body: bytes,
+        properties: dict[str, Any],
+        delivery_info: dict[str, Any],
+    ) -> None:
         self._session = session
         self._state: str | None = None
-        # copied once: the consumer reads these for every task
-        self.body: bytes = message.body
-        self.headers: dict[str, Any] = message.headers
-        self.properties: dict[str, Any] = message.properties
-        self.delivery_info: dict[str, Any] = message.delivery_info
-        self.content_type: str = message.content_type
-        self.content_encoding: str = message.content_encoding
-        self.delivery_tag: Any = message.delivery_tag
+        self.body = body
+        self.properties = properties
+        self.delivery_info = delivery_info
+        self.headers: dict[str, Any] = properties.get("application_headers") or {}
+        # None when the sender set none, as in kombu's Message; the consumer reads that
+        self.content_type: str = cast(str, properties.get("content_type"))
+        self.content_encoding: str = cast(str, properties.get("content_encoding"))
+        self.delivery_tag: Any = delivery_info["delivery_tag"]
 
     @property
     def valid(self) -> bool:
@@ -68,10 +73,6 @@ class Delivery:
             raise MessageStateError(f"message {self.delivery_tag} already {self._state}")
         self._state = state
         self._session.settle(method, self.delivery_tag, flag)
-
-    def __getattr__(self, name: str) -> Any:
-        # anything else kombu's Message offers (payload, decode, ...)
-        return getattr(self._message, name)
 
     def __repr__(self) -> str:
         state = "valid" if self.valid else "stale"

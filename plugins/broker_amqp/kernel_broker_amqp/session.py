@@ -8,20 +8,23 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kombu.messaging import Consumer
+from amqp.transport import TCPTransport
 
 from .connector import close_quietly
 from .delivery import Delivery
+from .reading import DeliveryInfo, FrameReader, Properties
 from .waking import SocketWaiter, Waker
-from .wire import frame_complete, read_in_chunks, settle_frame
+from .wire import ACK, Ledger, frame_complete, read_in_chunks
 
 log = logging.getLogger("kernel.broker.amqp")
 
 # Once the socket is readable a whole frame is normally there or moments away; this bounds
 # the wait for the rest of one that arrives in pieces, so a stalled peer cannot hang a poll.
 FRAME_WAIT = 0.5
-# Frames read in one go before handing deliveries over (the prefetch bounds them anyway).
+# Frames (or, with the frame reader, socket reads) in one go before handing deliveries over;
+# the prefetch bounds them anyway.
 MAX_FRAMES = 2000
+MAX_READS = 64
 # Acks and rejects held before they are sent without waiting for the next poll.
 MAX_UNSENT = 512
 QOS_MAX = 0xFFFF  # basic.qos carries a short; beyond it the only honest limit is none
@@ -60,14 +63,20 @@ class Session:
         # (and the decode is wasted work: the consumer decodes the payload itself)
         self.channel.auto_decode = False
         self._channel_id: int = self.channel.channel_id
-        self.consumer: Any = None
+        self._tags: list[str] = []
+        # plain TCP: deliveries parsed here, a chunk of frames at a time (TLS: py-amqp reads)
+        self._reader = (
+            FrameReader(amqp_conn, self.channel, self._deliver)
+            if isinstance(self._transport, TCPTransport)
+            else None
+        )
         self.prefetch: int | None = None
         self.on_message: Callable[[Delivery], None] | None = None
         # deliveries wait here until the frame reading is over, so the consumer's callback
         # (which may ack, or change the prefetch) never runs inside py-amqp's read loop
         self._pending: list[Delivery] = []
-        # encoded acks and rejects, sent together: one syscall for a batch instead of one each
-        self._unsent: list[bytes] = []
+        # acks and rejects, sent together: one syscall (and mostly one multiple ack) a batch
+        self._ledger = Ledger(self._channel_id)
         heartbeat = float(amqp_conn.heartbeat or 0)
         # ticks at a quarter of the interval; heartbeat_tick sends one when half has passed
         self._beat_every = heartbeat / 4 if heartbeat > 0 else 0.0
@@ -85,11 +94,15 @@ class Session:
     ) -> None:
         """Declare the queues as Celery does, set the prefetch, start consuming."""
         self.on_message = on_message
-        self.consumer = Consumer(
-            self.channel, queues, no_ack=False, auto_declare=True, on_message=self._deliver
-        )
+        for queue in queues:
+            queue(self.channel).declare()
         self.qos(prefetch)
-        self.consumer.consume()
+        for queue in queues:
+            # deliveries py-amqp reads itself (while it waits for a reply, or over TLS)
+            # come through the callback; the others through the frame reader
+            self._tags.append(
+                self.channel.basic_consume(queue.name, no_ack=False, callback=self._delivered)
+            )
 
     def qos(self, prefetch: int) -> None:
         if prefetch == self.prefetch:
@@ -100,28 +113,31 @@ class Session:
                 "prefetch %d exceeds AMQP's limit of %d: no limit is set", prefetch, QOS_MAX
             )
         self.flush()
-        self.consumer.qos(prefetch_count=count, apply_global=self._qos_global)
+        self.channel.basic_qos(0, count, self._qos_global)
         self.prefetch = prefetch
 
     def cancel(self) -> None:
-        if self.consumer is not None:
+        if self._tags:
             self.flush()
-            self.consumer.cancel()
+        while self._tags:
+            self.channel.basic_cancel(self._tags.pop())
 
     # -- acks (consuming thread) ---------------------------------------------------------------
     def settle(self, method: int, delivery_tag: int, flag: bool) -> None:
         """Queue a basic.ack or basic.reject; it is sent with the next flush."""
-        self._unsent.append(settle_frame(self._channel_id, method, delivery_tag, flag))
-        if len(self._unsent) >= MAX_UNSENT:
+        if method == ACK:
+            self._ledger.ack(delivery_tag)
+        else:
+            self._ledger.reject(delivery_tag, flag)
+        if len(self._ledger) >= MAX_UNSENT:
             self.flush()
 
     def flush(self) -> None:
         """Send the queued acks and rejects. A failure is recorded, not raised: the server
         requeues those messages with the connection."""
-        if not self._unsent:
+        if not len(self._ledger):
             return
-        data = b"".join(self._unsent)
-        self._unsent.clear()
+        data = self._ledger.take()
         if not self.alive:
             return
         try:
@@ -132,8 +148,14 @@ class Session:
         self._amqp.bytes_sent += 1  # traffic counts as a heartbeat in py-amqp's bookkeeping
 
     # -- pumping frames (consuming thread) -------------------------------------------------------
-    def _deliver(self, message: Any) -> None:
-        self._pending.append(Delivery(message, self))
+    def _deliver(self, body: bytes, properties: Properties, info: DeliveryInfo) -> None:
+        delivery = Delivery(self, body, properties, info)
+        self._ledger.delivered(delivery.delivery_tag)
+        self._pending.append(delivery)
+
+    def _delivered(self, message: Any) -> None:
+        """A delivery py-amqp read (its body left as bytes: auto_decode is off)."""
+        self._deliver(message.body, message.properties, message.delivery_info)
 
     def _frame_ready(self) -> bool:
         """A whole frame py-amqp already holds (or bytes TLS holds), which select cannot see.
@@ -180,6 +202,15 @@ class Session:
                 return
 
     def _read_ready(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            if frame_complete(self._transport._read_buffer):
+                reader.parse()  # frames py-amqp read ahead while it waited for a reply
+            for _ in range(MAX_READS):
+                if not self._waiter.sock_readable():
+                    return
+                reader.receive()
+            return
         read = self._read
         for _ in range(MAX_FRAMES):
             try:
@@ -210,13 +241,13 @@ class Session:
             self.alive = False
             self.failure = exc
             self._pending.clear()
-            self._unsent.clear()
+            self._ledger.clear()
 
     def discard(self) -> None:
         """Drop a failed connection without talking to the server (it may hang)."""
         self.alive = False
         self._pending.clear()
-        self._unsent.clear()
+        self._ledger.clear()
         if self._forked():
             return
         try:

@@ -55,3 +55,54 @@ def read_in_chunks(transport: Any) -> None:
             return recv(max(wanted, READ_CHUNK))  # type: ignore[no-any-return]
 
         transport._quick_recv = recv_chunk
+
+
+class Ledger:
+    """The deliveries of a channel not yet settled, and the acks and rejects made since the
+    last flush. `take` encodes these in as few frames as it can: one basic.ack with
+    `multiple` set covers every ack below the oldest delivery still unsettled (the server
+    then does one settlement, not one per message); acks beyond that, and every reject, go
+    one frame each."""
+
+    def __init__(self, channel_id: int) -> None:
+        self.channel_id = channel_id
+        # unsettled delivery tags, oldest first (tags grow on a channel; dicts keep order)
+        self._open: dict[int, None] = {}
+        self._acks: list[int] = []
+        self._rejects: list[tuple[int, bool]] = []
+
+    def __len__(self) -> int:
+        return len(self._acks) + len(self._rejects)
+
+    def delivered(self, tag: int) -> None:
+        self._open[tag] = None
+
+    def ack(self, tag: int) -> None:
+        self._open.pop(tag, None)
+        self._acks.append(tag)
+
+    def reject(self, tag: int, requeue: bool) -> None:
+        self._open.pop(tag, None)
+        self._rejects.append((tag, requeue))
+
+    def clear(self) -> None:
+        self._open.clear()
+        self._acks.clear()
+        self._rejects.clear()
+
+    def take(self) -> bytes:
+        """The frames of the acks and rejects made since the last take. Rejects come first:
+        a multiple ack sent before one would settle it as acked."""
+        channel = self.channel_id
+        frames = [settle_frame(channel, REJECT, tag, requeue) for tag, requeue in self._rejects]
+        self._rejects.clear()
+        if self._acks:
+            oldest = next(iter(self._open), None)
+            below = self._acks if oldest is None else [t for t in self._acks if t < oldest]
+            if below:
+                frames.append(settle_frame(channel, ACK, max(below), True))
+            if len(below) < len(self._acks):
+                assert oldest is not None
+                frames += [settle_frame(channel, ACK, t, False) for t in self._acks if t > oldest]
+            self._acks.clear()
+        return b"".join(frames)

@@ -8,7 +8,7 @@ import time
 
 from kernel_broker_amqp.urls import describe, split_urls
 from kernel_broker_amqp.waking import Waker
-from kernel_broker_amqp.wire import ACK, REJECT, frame_complete, settle_frame
+from kernel_broker_amqp.wire import ACK, REJECT, Ledger, frame_complete, settle_frame
 
 
 def test_settle_frames_are_basic_ack_and_reject_method_frames() -> None:
@@ -52,3 +52,28 @@ def test_urls_are_named_with_masked_passwords_and_ports() -> None:
         describe("amqp://user:pw@rabbit:5673/vh") == "amqp://user:****@rabbit:5673/vh (rabbit:5673)"
     )
     assert describe("amqps://rabbit//") == "amqps://rabbit// (rabbit:5671)"
+
+
+def _frames(data: bytes) -> list[tuple[int, int, int]]:
+    """(method, delivery tag, flag) of each settle frame in `data`."""
+    size = len(settle_frame(1, ACK, 1, False))
+    return [struct.unpack_from(">HQB", data, at + 9) for at in range(0, len(data), size)]
+
+
+def test_acks_below_the_oldest_unsettled_delivery_are_one_multiple_ack() -> None:
+    ledger = Ledger(1)
+    for tag in range(1, 11):
+        ledger.delivered(tag)
+    for tag in (3, 1, 2, 5, 7):
+        ledger.ack(tag)
+    ledger.reject(6, True)
+    # 4 is still out: 1-3 in one multiple ack; 5 and 7 alone; the reject before any ack
+    assert _frames(ledger.take()) == [(REJECT, 6, 1), (ACK, 3, 1), (ACK, 5, 0), (ACK, 7, 0)]
+    assert len(ledger) == 0 and ledger.take() == b""
+    ledger.ack(4)
+    ledger.ack(9)
+    ledger.ack(8)
+    # 1-8 are settled now (5-7 earlier); 10 is out
+    assert _frames(ledger.take()) == [(ACK, 9, 1)]
+    ledger.ack(10)
+    assert _frames(ledger.take()) == [(ACK, 10, 1)]
