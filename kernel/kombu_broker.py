@@ -27,6 +27,19 @@ def safe_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
 
 
+def _as_sent(on_message: Callable[[Message], None]) -> Callable[[Any], None]:
+    """kombu's Message decompresses the body itself; the consumer decompresses a body whose
+    headers name a compression, so that header goes once the body is plain (else the body
+    would be decompressed twice, and the task refused)."""
+
+    def deliver(message: Any) -> None:
+        if message.headers.get("compression") and not message.errors:
+            message.headers = {k: v for k, v in message.headers.items() if k != "compression"}
+        on_message(message)
+
+    return deliver
+
+
 class KombuBroker:
     """`publish` works from any thread (each has its own connection, recreated after a fork);
     consuming belongs to the one thread that calls `consume` and `poll`."""
@@ -193,7 +206,7 @@ class KombuBroker:
         conn = self._consumer_conn = self.connection()
         self._ensure(conn)
         self._consumer = conn.Consumer(
-            [self.queue(q) for q in queues], on_message=on_message, no_ack=False
+            [self.queue(q) for q in queues], on_message=_as_sent(on_message), no_ack=False
         )
         self._consumer.qos(prefetch_count=prefetch)
         self._consumer.consume()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,6 +185,27 @@ class BrokerContract:
         assert message.headers["custom"] == [0] and message.headers["id"] == "0"
         assert message.properties["correlation_id"] == "0"
         assert message.content_type == "application/json"
+        receiver.close()
+        sender.close()
+
+    def test_a_compressed_body_is_decompressed_once(self, app: App, queue: str) -> None:
+        # the consumer decompresses a body whose headers name a compression: a broker may
+        # deliver it as sent, or plain without that header, but not plain with it
+        sender, receiver = self.open(app), self.open(app)
+        body = zlib.compress(b'{"n": 0}')
+        sender.publish(
+            body,
+            routing_key=queue,
+            headers={"id": "0", "compression": "application/x-gzip"},
+            properties={"correlation_id": "0"},
+            content_type="application/json",
+            content_encoding="utf-8",
+            declare=[queue],
+        )
+        (message,) = self.drain(receiver, queue, 1)
+        compressed = message.headers.get("compression") == "application/x-gzip"
+        payload = zlib.decompress(message.body) if compressed else bytes(message.body)
+        assert payload == b'{"n": 0}'
         receiver.close()
         sender.close()
 
