@@ -8,7 +8,7 @@ from struct import Struct
 from typing import Any
 
 from amqp.exceptions import UnexpectedFrame
-from amqp.serialization import _read_item
+from amqp.serialization import _read_item, loads
 
 log = logging.getLogger("kernel.broker.amqp")
 
@@ -41,14 +41,26 @@ def _text(raw: bytes) -> str | bytes:
 
 
 def _table(buf: bytes, offset: int, end: int) -> dict[Any, Any]:
-    """The items of a field table from `offset` to `end`. Values read as py-amqp reads them;
-    the common kinds here, the rare ones by py-amqp itself."""
+    """The items of a field table from `offset` to `end`, read as py-amqp reads them: the
+    common kinds inline here (a call per item is most of the cost), the rest by `_value`.
+    Text that is not UTF-8 raises UnicodeDecodeError; the caller then lets py-amqp read it."""
     out: dict[Any, Any] = {}
+    unpack_long = _LONG.unpack_from
     while offset < end:
         size = buf[offset]
-        key = _text(buf[offset + 1 : offset + 1 + size])
-        offset += 1 + size
-        out[key], offset = _value(buf, offset)
+        start = offset + 1
+        offset = start + size
+        key = buf[start:offset].decode("utf-8", "surrogatepass")
+        kind = buf[offset]
+        if kind == 83:  # S: long string
+            start = offset + 5
+            offset = start + unpack_long(buf, offset + 1)[0]
+            out[key] = buf[start:offset].decode("utf-8", "surrogatepass")
+        elif kind == 86:  # V: void
+            out[key] = None
+            offset += 1
+        else:
+            out[key], offset = _value(buf, offset)
     return out
 
 
@@ -57,7 +69,7 @@ def _value(buf: bytes, offset: int) -> tuple[Any, int]:
     if kind == 83:  # S: long string
         (size,) = _LONG.unpack_from(buf, offset + 1)
         start = offset + 5
-        return _text(buf[start : start + size]), start + size
+        return buf[start : start + size].decode("utf-8", "surrogatepass"), start + size
     if kind == 86:  # V: void
         return None, offset + 1
     if kind == 73:  # I: signed long
@@ -119,9 +131,11 @@ def decode_properties(flags: int, buf: bytes, offset: int) -> Properties:
                 props[name], offset = _shortstr(buf, offset)
             elif kind == _TABLE:
                 (size,) = _LONG.unpack_from(buf, offset)
-                offset += 4
-                props[name] = _table(buf, offset, offset + size)
-                offset += size
+                try:
+                    props[name] = _table(buf, offset + 4, offset + 4 + size)
+                except UnicodeDecodeError:  # some text is not UTF-8: py-amqp keeps it as bytes
+                    props[name] = loads("F", buf, offset)[0][0]
+                offset += 4 + size
             elif kind == _OCTET:
                 props[name] = buf[offset]
                 offset += 1

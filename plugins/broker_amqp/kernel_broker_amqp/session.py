@@ -25,7 +25,10 @@ FRAME_WAIT = 0.5
 # the prefetch bounds them anyway.
 MAX_FRAMES = 2000
 MAX_READS = 64
-# Acks and rejects held before they are sent without waiting for the next poll.
+# Acks and rejects held before they are sent without waiting for the next poll: a share of the
+# prefetch window (the server refills the window while the rest of a batch runs, instead of
+# waiting for the whole batch), at most MAX_UNSENT.
+UNSENT_SHARE = 8
 MAX_UNSENT = 512
 QOS_MAX = 0xFFFF  # basic.qos carries a short; beyond it the only honest limit is none
 
@@ -77,6 +80,7 @@ class Session:
         self._pending: list[Delivery] = []
         # acks and rejects, sent together: one syscall (and mostly one multiple ack) a batch
         self._ledger = Ledger(self._channel_id)
+        self._unsent_limit = MAX_UNSENT
         heartbeat = float(amqp_conn.heartbeat or 0)
         # ticks at a quarter of the interval; heartbeat_tick sends one when half has passed
         self._beat_every = heartbeat / 4 if heartbeat > 0 else 0.0
@@ -115,6 +119,7 @@ class Session:
         self.flush()
         self.channel.basic_qos(0, count, self._qos_global)
         self.prefetch = prefetch
+        self._unsent_limit = min(max(count // UNSENT_SHARE, 1), MAX_UNSENT) if count else MAX_UNSENT
 
     def cancel(self) -> None:
         if self._tags:
@@ -129,7 +134,7 @@ class Session:
             self._ledger.ack(delivery_tag)
         else:
             self._ledger.reject(delivery_tag, flag)
-        if len(self._ledger) >= MAX_UNSENT:
+        if len(self._ledger) >= self._unsent_limit:
             self.flush()
 
     def flush(self) -> None:
