@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kombu.exceptions import MessageStateError
 
-from .wire import ACK, REJECT
-
 if TYPE_CHECKING:
     from .session import Session
 
@@ -58,21 +56,24 @@ class Delivery:
         return self._state is not None
 
     def ack(self) -> None:
-        self._settle("ACK", ACK, False)
+        if self._claim("ACK"):
+            self._session.ack(self.delivery_tag)
 
     def reject(self, requeue: bool = False) -> None:
-        self._settle("REQUEUED" if requeue else "REJECTED", REJECT, requeue)
+        if self._claim("REQUEUED" if requeue else "REJECTED"):
+            self._session.reject(self.delivery_tag, requeue)
 
     def requeue(self) -> None:
         self.reject(requeue=True)
 
-    def _settle(self, state: str, method: int, flag: bool) -> None:
+    def _claim(self, state: str) -> bool:
+        """Whether to settle now: not on a lost connection, and never twice."""
         if not self._session.alive:
-            return
+            return False
         if self._state is not None:
             raise MessageStateError(f"message {self.delivery_tag} already {self._state}")
         self._state = state
-        self._session.settle(method, self.delivery_tag, flag)
+        return True
 
     def __repr__(self) -> str:
         state = "valid" if self.valid else "stale"

@@ -6,6 +6,7 @@ import calendar
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from struct import Struct
 from typing import Any
 
@@ -186,6 +187,18 @@ def properties(values: Mapping[str, Any]) -> tuple[int, bytes]:
     return flags, b"".join(parts)
 
 
+@lru_cache(maxsize=256)
+def _method_frame(channel: int, exchange: str, routing_key: str) -> bytes:
+    """The basic.publish method frame: the same for every message to one destination."""
+    method = (
+        _PUBLISH.pack(_BASIC, 40, 0)
+        + _shortstr(exchange, "exchange name")
+        + _shortstr(routing_key, "routing key")
+        + b"\x00"
+    )
+    return _FRAME_HEAD.pack(_METHOD, channel, len(method)) + method + _FRAME_END
+
+
 def publish(
     channel: int,
     exchange: str,
@@ -196,18 +209,10 @@ def publish(
 ) -> bytes:
     """The frames of one basic.publish (not mandatory, not immediate): method, content
     header, and the body in as many frames as `frame_max` requires."""
-    method = (
-        _PUBLISH.pack(_BASIC, 40, 0)
-        + _shortstr(exchange, "exchange name")
-        + _shortstr(routing_key, "routing key")
-        + b"\x00"
-    )
     flags, encoded = properties(props)
     header = _CONTENT.pack(_BASIC, 0, len(body), flags) + encoded
     parts = [
-        _FRAME_HEAD.pack(_METHOD, channel, len(method)),
-        method,
-        _FRAME_END,
+        _method_frame(channel, exchange, routing_key),
         _FRAME_HEAD.pack(_HEADER, channel, len(header)),
         header,
         _FRAME_END,

@@ -24,8 +24,9 @@ _LONGLONG = Struct(">Q")
 _DOUBLE = Struct(">d")
 _SIGNED_LONGLONG = Struct(">q")
 
-# Bytes asked of the socket per recv: many deliveries each.
-READ_CHUNK = 65536
+# Bytes asked of the socket per recv: many deliveries each. (py-amqp's own reads, while it
+# waits for a reply, take wire.READ_CHUNK: it copies its buffer for every field it takes.)
+RECEIVE_SIZE = 65536
 
 Properties = dict[str, Any]
 DeliveryInfo = dict[str, Any]
@@ -172,7 +173,7 @@ class FrameReader:
     def receive(self) -> None:
         """One recv (the socket is readable, or this waits up to its timeout), then every
         whole frame buffered is handled."""
-        data = self._recv(READ_CHUNK)
+        data = self._recv(RECEIVE_SIZE)
         if not data:
             raise OSError("Server unexpectedly closed connection")
         self._transport._read_buffer += data

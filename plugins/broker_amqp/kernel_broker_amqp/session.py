@@ -14,7 +14,7 @@ from .connector import close_quietly
 from .delivery import Delivery
 from .reading import DeliveryInfo, FrameReader, Properties
 from .waking import SocketWaiter, Waker
-from .wire import ACK, Ledger, frame_complete, read_in_chunks
+from .wire import Ledger, frame_complete, read_in_chunks
 
 log = logging.getLogger("kernel.broker.amqp")
 
@@ -128,12 +128,15 @@ class Session:
             self.channel.basic_cancel(self._tags.pop())
 
     # -- acks (consuming thread) ---------------------------------------------------------------
-    def settle(self, method: int, delivery_tag: int, flag: bool) -> None:
-        """Queue a basic.ack or basic.reject; it is sent with the next flush."""
-        if method == ACK:
-            self._ledger.ack(delivery_tag)
-        else:
-            self._ledger.reject(delivery_tag, flag)
+    def ack(self, delivery_tag: int) -> None:
+        """Queue a basic.ack; it is sent with the next flush."""
+        self._ledger.ack(delivery_tag)
+        if len(self._ledger) >= self._unsent_limit:
+            self.flush()
+
+    def reject(self, delivery_tag: int, requeue: bool) -> None:
+        """Queue a basic.reject; it is sent with the next flush."""
+        self._ledger.reject(delivery_tag, requeue)
         if len(self._ledger) >= self._unsent_limit:
             self.flush()
 
