@@ -33,7 +33,7 @@ from .envelope import body_of, envelope, parse
 from .keys import SEP, Keys
 from .lanes import Lanes
 from .scripts import FETCH
-from .threads import Maintenance, Waiters, text
+from .threads import Maintenance, Waiters, restore, text
 from .urls import Target, targets
 
 log = logging.getLogger("kernel.broker.redis")
@@ -127,6 +127,7 @@ class RedisBroker:
         self.held: dict[str, RedisMessage] = {}
         self._acks: list[str] = []
         self._acks_since = 0.0  # when the oldest pending ack was made
+        self._dry = False  # the last take found the lists empty
         self._event = threading.Event()
         self._maintenance: Maintenance | None = None
         self._waiters: Waiters | None = None
@@ -315,23 +316,31 @@ class RedisBroker:
         gathered, or ACK_LINGER after the first of them; a new batch is taken only once a
         quarter of the window is free (or nothing is held), so a busy worker does not pay a
         round trip per message."""
+        waiters = self._waiters
         try:
             if len(self._acks) >= ACK_BATCH or (
                 self._acks and time.monotonic() - self._acks_since >= ACK_LINGER
             ):
                 self._flush_acks()
+            if waiters is not None and waiters.arrived:
+                self._dry = self._deliver_arrived(waiters)
+                return
             if self._consuming:
+                assert waiters is not None
                 room = self._room()
-                if room > 0 and (room >= self._refill_at() or not self.held) and not self._idle():
+                if self._dry:
+                    # the last take emptied the lists: wait in Redis, not another take; armed
+                    # only now, once what it took is on its way, as the waiters' work would
+                    # compete with handing it out
+                    self._dry = False
+                    waiters.arm(room)
+                elif room > 0 and (room >= self._refill_at() or not self.held) and not self._idle():
                     taken = self._take(room)
                     if taken:
                         self._back_up()
-                        if taken < room:  # the lists ran dry: wait in Redis, not another take
-                            assert self._waiters is not None
-                            self._waiters.arm()
+                        self._dry = taken < room
                         return
-                    assert self._waiters is not None
-                    self._waiters.arm()  # block in Redis (other threads) until a list fills
+                    waiters.arm(room)  # block in Redis (other threads) until a list fills
             if self._acks:  # wake up to send them when the linger ends
                 timeout = min(timeout, max(self._acks_since + ACK_LINGER - time.monotonic(), 0))
             self._back_up()
@@ -357,26 +366,45 @@ class RedisBroker:
         window = self._prefetch or self.fetch_batch
         return max(min(window // 4, self.fetch_batch), 1)
 
-    def _take(self, count: int) -> int:
-        """Fetch up to `count` messages, sending the pending acks in the same round trip."""
-        client = self.client()
-        keys = [
+    def fetch_command(self, count: int, registered: bool) -> tuple[Any, ...]:
+        """The fetch script's call taking up to `count` messages (see FETCH); `registered`:
+        only while this consumer is registered (a take queued behind a blocking wait)."""
+        keys = (
             self.keys.unacked,
             self.keys.unacked_index,
             self.keys.held(self.consumer_id),
+            self.keys.consumers,
             *self.lists,
-        ]
-        args = [count, time.time()]
+        )
+        guard = self.consumer_id if registered else ""
+        return ("EVALSHA", self._fetch.sha, len(keys), *keys, count, time.time(), guard)
+
+    def _take(self, count: int) -> int:
+        """Fetch up to `count` messages, sending the pending acks in the same round trip."""
+        client = self.client()
         tags, self._acks = self._acks, []
+        fetch = self.fetch_command(count, False)
         try:
             commands = self._ack_commands(tags) if tags else []
-            commands.append(("EVALSHA", self._fetch.sha, len(keys), *keys, *args))
+            commands.append(fetch)
             found = self.lanes.call(client, *commands)[-1]
         except redis.exceptions.NoScriptError:  # the server lost its scripts (a restart)
-            found = self._fetch(keys=keys, args=args, client=client)  # loads it and runs it
+            found = self._fetch(keys=fetch[3 : 3 + fetch[2]], args=fetch[3 + fetch[2] :])
         except ERRORS:
             self._acks.extend(tags)  # acks are idempotent: send them again next time
             raise
+        return self._deliver(found)
+
+    def _deliver_arrived(self, waiters: Waiters) -> bool:
+        """Hand on what the waiters took; True if a waiter found fewer than it could take."""
+        dry = False
+        while waiters.arrived:
+            found, want = waiters.arrived.popleft()
+            dry = dry or self._deliver(found) < want
+        return dry
+
+    def _deliver(self, found: list[Any]) -> int:
+        """Hand the fetch script's reply to the consumer, message by message."""
         on_message = self._on_message
         assert on_message is not None
         for i in range(0, len(found), 3):
@@ -480,16 +508,19 @@ class RedisBroker:
         try:
             if self._acks:
                 self._flush_acks()
+            consumed = self._on_message is not None
+            if consumed:
+                # unregistered first: a waiter's take still queued in Redis takes nothing now
+                self.client().srem(self.keys.consumers, self.consumer_id)
             for tag, message in list(self.held.items()):
                 self.give_back(tag, message.raw, message.source, front=True, redelivered=True)
             self.held.clear()
-            if self._on_message is not None:
-                with self.client().pipeline(transaction=False) as pipe:
-                    pipe.srem(self.keys.consumers, self.consumer_id)
-                    pipe.delete(
-                        self.keys.heartbeat(self.consumer_id), self.keys.held(self.consumer_id)
-                    )
-                    pipe.execute()
+            if consumed:
+                client, held = self.client(), self.keys.held(self.consumer_id)
+                # taken by a waiter but never handed on (it arrived as the worker stopped)
+                for tag in client.smembers(held):
+                    restore(client, self.keys, text(tag))
+                client.delete(self.keys.heartbeat(self.consumer_id), held)
         except ERRORS as exc:
             log.warning(
                 "broker at %s unreachable while closing (%s); the other workers will "

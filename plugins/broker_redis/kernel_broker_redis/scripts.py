@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-# KEYS: unacked hash, unacked index zset, this consumer's held set, then the queue lists in the
-#       order they are served (Redis priority 0 first, as kombu's BRPOP serves them).
-# ARGV: how many messages at most, the time to record as delivery time.
+# KEYS: unacked hash, unacked index zset, this consumer's held set, the set of live consumers,
+#       then the queue lists in the order they are served (Redis priority 0 first, as kombu's
+#       BRPOP serves them).
+# ARGV: how many messages at most, the time to record as delivery time, and this consumer's id
+#       when the take must only happen while it is registered ("" for no such check).
 # Returns a flat list: list index (1-based among the queue lists), delivery tag ("" when the
 # envelope cannot be read), raw envelope; repeated.
 #
@@ -12,14 +14,21 @@ from __future__ import annotations
 # at any moment leaves each message either in its list or in the unacked hash: never nowhere.
 # The unacked hash entry is kombu's `[envelope, exchange, routing_key]`, so Celery's restore
 # sweeps understand what we hold, and ours understand theirs.
+#
+# The registration check is for takes queued behind a blocking wait (see Waiters): such a take
+# may run long after it was sent, and once its consumer has left (closed, or reaped as dead)
+# it must take nothing, or what it took would sit in a held set nobody gives back.
 FETCH = """
 local want = tonumber(ARGV[1])
 local now = ARGV[2]
+if ARGV[3] ~= '' and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then
+  return {}
+end
 local out = {}
 local hash_args = {}
 local index_args = {}
 local held_args = {}
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   if want <= 0 then break end
   local items = redis.call('RPOP', KEYS[i], want)
   if items then
@@ -44,7 +53,7 @@ for i = 4, #KEYS do
       else
         tag = ''
       end
-      out[#out + 1] = i - 3
+      out[#out + 1] = i - 4
       out[#out + 1] = tag
       out[#out + 1] = raw
       want = want - 1

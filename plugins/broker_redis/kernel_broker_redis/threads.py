@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -143,10 +144,12 @@ class Maintenance(threading.Thread):
             other = text(member)
             if other == broker.consumer_id or client.exists(keys.heartbeat(other)):
                 continue
+            # unregistered first: a take the silent worker left queued behind a blocking wait
+            # takes nothing from now on, so the held set read next is complete
+            client.srem(keys.consumers, other)
             tags = client.smembers(keys.held(other))
             given = sum(restore(client, keys, text(tag)) for tag in tags)
             client.delete(keys.held(other))
-            client.srem(keys.consumers, other)
             if given:
                 log.warning(
                     "worker %s stopped heart-beating: gave back %d message(s) it held", other, given
@@ -176,21 +179,36 @@ class Maintenance(threading.Thread):
 
 
 class Waiters:
-    """Threads that block in Redis until one of the consumed lists has something in it.
+    """Threads that block in Redis until one of the consumed lists has something in it, then
+    take a batch for the consumer in the same round trip.
 
-    Each waits with `BLMOVE list list RIGHT RIGHT`: it moves the last element to where it
-    already is, so it removes nothing, yet blocks until the list is non-empty. Nothing is
-    taken outside the atomic fetch script, so a crash here can lose no message."""
+    Each sends `BLMOVE list list RIGHT RIGHT` (it moves the last element to where it already
+    is, so it removes nothing, yet blocks until the list is non-empty) and, in the same write,
+    the atomic fetch script: Redis runs the script the moment the wait ends, so a message
+    that wakes an idle worker is already taken and recorded as unacknowledged when the reply
+    arrives. The script takes only while this consumer is registered (see FETCH), and the
+    delivery time it records is at most a quarter of the visibility timeout old.
+
+    What a waiter took is handed to the consumer thread through `arrived`; a wait that ended
+    with nothing taken (another worker was quicker, or the script could not run) wakes the
+    consumer to take for itself."""
 
     def __init__(self, broker: RedisBroker) -> None:
         self.broker = broker
         self.armed = threading.Event()
+        self.want = 0  # messages one waiter may take, set at each arm
+        self.arrived: deque[tuple[list[Any], int]] = deque()  # (fetch reply, how many it could take)
         self._stopped = False
         self._threads: list[threading.Thread] = []
+        self.block = max(min(BLOCK_SECONDS, broker.visibility_timeout / 4), 0.05)
 
-    def arm(self) -> None:
+    def arm(self, room: int) -> None:
+        lists = self.broker.lists
+        # split among the lists' waiters: several may take at once, and together they must
+        # not go far beyond the window; with no room left they only wait
+        self.want = -(-room // max(len(lists), 1)) if room > 0 else 0
         if not self._threads:
-            for key in self.broker.lists:
+            for key in lists:
                 thread = threading.Thread(
                     target=self._wait_on, args=(key,), daemon=True, name="kernel-redis-waiter"
                 )
@@ -203,9 +221,10 @@ class Waiters:
 
     def stop(self) -> None:
         self._stopped = True
-        self.armed.set()  # let sleeping waiters notice; blocked ones end within BLOCK_SECONDS
+        self.armed.set()  # let sleeping waiters notice; blocked ones end within `block`
 
     def _wait_on(self, key: str) -> None:
+        broker = self.broker
         client: redis.Redis | None = None
         while not self._stopped:
             self.armed.wait()
@@ -213,19 +232,28 @@ class Waiters:
                 return
             try:
                 if client is None:
-                    client = self.broker.new_client()
-                command = ("BLMOVE", key, key, "RIGHT", "RIGHT", BLOCK_SECONDS)
-                found = self.broker.lanes.call(client, command)[0]
+                    client = broker.new_client()
+                want = self.want
+                commands = [("BLMOVE", key, key, "RIGHT", "RIGHT", self.block)]
+                if want:
+                    commands.append(broker.fetch_command(want, True))
+                woken, *found = broker.lanes.replies(client, *commands)
             except ERRORS:
                 client = None
                 time.sleep(1.0)
                 continue
-            except redis.ResponseError as exc:  # a server before 6.2 has no BLMOVE
+            if isinstance(woken, redis.ResponseError):  # a server before 6.2 has no BLMOVE
                 log.warning(
-                    "cannot wait on %r (%s); falling back to polling every second", key, exc
+                    "cannot wait on %r (%s); falling back to polling every second", key, woken
                 )
                 time.sleep(1.0)
-                found = b"poll"
-            if found is not None and not self._stopped:
-                self.armed.clear()
-                self.broker.wakeup()
+                woken, found = b"poll", []
+            if self._stopped:
+                return  # the broker's close gives back what this take recorded as held
+            took = found and isinstance(found[0], list) and found[0]
+            if not took and woken is None:
+                continue  # the wait timed out; nothing was there to take
+            self.armed.clear()  # before handing over: the consumer may arm again at once
+            if took:
+                self.arrived.append((found[0], want))
+            broker.wakeup()

@@ -103,6 +103,46 @@ def test_an_idle_consumer_is_woken_by_redis_at_once() -> None:
     assert max(waits) < 0.1, waits
 
 
+def _waiting(app: App) -> tuple[Any, list[Any]]:
+    """A consumer of the app's empty queue, polled until it waits in Redis (each wait with a
+    take queued behind it), and the list its messages arrive in."""
+    broker = app.open_broker(app.pm)
+    got: list[Any] = []
+    broker.consume([app.conf.task_default_queue], got.append, 10)
+    for _ in range(3):
+        broker.poll(0.1)
+    time.sleep(0.1)  # the waiters' commands are in Redis
+    return broker, got
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_a_message_taken_after_a_long_wait_is_recorded_as_taken_now() -> None:
+    # the visibility sweeps (ours and Celery's) judge a held message by its recorded delivery
+    # time: the time the wait began would make it look abandoned at once
+    app = _app(broker_transport_options={"visibility_timeout": 1})
+    client = redis.Redis.from_url(DB_URL)
+    broker, got = _waiting(app)
+    time.sleep(1.5)  # longer than the visibility timeout
+    app.send_task("proj.add", [1, 1])
+    assert wait_until(lambda: (broker.poll(0.1), bool(got))[1])
+    assert client.zscore("unacked_index", got[0].delivery_tag) > time.time() - 0.5
+    broker.close()
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_a_closed_consumer_takes_nothing_that_arrives_after() -> None:
+    app = _app()
+    queue = app.conf.task_default_queue
+    client = redis.Redis.from_url(DB_URL)
+    broker, got = _waiting(app)
+    broker.close()  # its waits may still be blocked in Redis, each with a take behind it
+    app.send_task("proj.add", [1, 1])
+    time.sleep(0.5)
+    assert client.llen(queue) == 1
+    assert got == []
+    assert not [raw for raw in client.hvals("unacked") if queue.encode() in raw]
+
+
 def _drain(url: str, queue: str, seen: Any, stop: Any) -> None:
     app = App(broker=url, backend="memory://")
     broker = app.open_broker(app.pm)
