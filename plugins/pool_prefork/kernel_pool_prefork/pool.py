@@ -39,10 +39,14 @@ def default_concurrency() -> int:
 class PreforkPool:
     """`concurrency` forked children, each running one job at a time.
 
-    `apply` only queues the job and wakes the monitor thread, which owns every child: it keeps
-    `concurrency` of them alive, sends each job to an idle child that knows its function,
-    reads the replies, enforces the time limits, and notices deaths through the processes'
-    sentinels. Callbacks run in the monitor thread.
+    The monitor thread owns the children: it keeps `concurrency` of them alive, sends jobs to
+    idle children that know their functions, reads the replies, enforces the time limits, and
+    notices deaths through the processes' sentinels. Callbacks run in the monitor thread (or,
+    for a job that could not be sent, in the thread that applied it).
+
+    `apply` sends a job straight to an idle child when nothing is queued and the monitor is
+    waiting (it holds `_mutex` while it works), so a lone job does not wait for the monitor
+    to wake; otherwise it queues the job and wakes the monitor.
 
     Jobs without time limits travel in batches sized to BATCH_TIME (see `ahead`); a job
     with a limit travels alone, so its deadlines are armed when it starts.
@@ -71,6 +75,10 @@ class PreforkPool:
         self._pids: tuple[int, ...] = ()
         self._state = "new"  # new -> running -> stopping -> stopped, or terminating -> stopped
         self._lock = threading.Lock()  # guards the target size and the wake pipe
+        # guards the children and the queue: held by the monitor except while it waits, and
+        # by `apply` while it sends a job itself
+        self._mutex = threading.Lock()
+        self._outcomes: deque[tuple[Job, bool, Any]] = deque()  # callbacks due, run unlocked
         self._wake_r, self._wake_w = os.pipe()
         self._woken = False  # a wake-up byte is in the pipe, not yet read by the monitor
         os.set_blocking(self._wake_w, False)
@@ -106,7 +114,23 @@ class PreforkPool:
     ) -> None:
         if self._state not in ("new", "running"):
             raise RuntimeError(f"the prefork pool is {self._state}; it takes no more jobs")
-        self._pending.append(Job(self._table.key_for(fn), arg, callback, error_callback, timeouts))
+        job = Job(self._table.key_for(fn), arg, callback, error_callback, timeouts)
+        if self._pending or not self._mutex.acquire(blocking=False):
+            self._pending.append(job)  # behind the others, or the monitor is busy anyway
+        else:
+            try:
+                child = self._ready_child(job.key) if self._state == "running" else None
+                if child is None:
+                    self._pending.append(job)
+                else:
+                    self._send_batch(child, [job])
+                # the monitor must know of deadlines it is not waiting for
+                wake = bool(self._pending) or (child is not None and job.alone)
+            finally:
+                self._mutex.release()
+            self._run_outcomes()
+            if not wake:
+                return
         if not self._woken:  # one wake-up byte per pass of the monitor, not one per job
             self._wake()
 
@@ -189,21 +213,30 @@ class PreforkPool:
 
     def _pass(self) -> bool:
         """One round of the monitor; True once the pool has ended."""
-        if self._state == "terminating":
-            self._kill_all()
-            return True
-        self._trim()
-        self._top_up()
-        self._dispatch()
-        if self._state == "stopping" and not self._pending:
-            for child in list(self._children):
-                if child.job is None:
-                    self._send_stop(child)
-            if not self._children and not self._exiting:
-                return True
-        self._watch(self._timeout())
-        self._enforce_deadlines(time.monotonic())
-        return False
+        try:
+            with self._mutex:
+                if self._state == "terminating":
+                    self._kill_all()
+                    return True
+                self._trim()
+                self._top_up()
+                self._dispatch()
+                if self._state == "stopping" and not self._pending:
+                    for child in list(self._children):
+                        if child.job is None:
+                            self._send_stop(child)
+                    if not self._children and not self._exiting:
+                        return True
+                timeout = self._timeout()
+                conns = {c.conn: c for c in self._children if not c.eof}
+                sentinels = {c.proc.sentinel: c for c in (*self._children, *self._exiting)}
+            ready = wait([self._wake_r, *conns, *sentinels], timeout)
+            with self._mutex:
+                self._handle(ready, conns, sentinels)
+                self._enforce_deadlines(time.monotonic())
+            return False
+        finally:
+            self._run_outcomes()
 
     def _timeout(self) -> float:
         if self._pending and any(c.job is None and not c.retiring for c in self._children):
@@ -213,13 +246,12 @@ class PreforkPool:
             return IDLE_WAIT
         return min(max(min(deadlines) - time.monotonic(), 0.0), IDLE_WAIT)
 
-    def _watch(self, timeout: float) -> None:
-        """Wait for replies, exits or a wake-up; handle replies before exits, so that a reply
-        sent just before a child exited (a recycled child's last result) is not taken for a
-        death."""
-        conns = {c.conn: c for c in self._children if not c.eof}
-        sentinels = {c.proc.sentinel: c for c in (*self._children, *self._exiting)}
-        ready = wait([self._wake_r, *conns, *sentinels], timeout)
+    def _handle(
+        self, ready: list[Any], conns: dict[Any, Child], sentinels: dict[Any, Child]
+    ) -> None:
+        """Take what the wait found: a wake-up, replies, exits; replies before exits, so that a
+        reply sent just before a child exited (a recycled child's last result) is not taken
+        for a death."""
         if self._wake_r in ready:
             os.read(self._wake_r, 4096)
             # after reading: a job applied before this line is taken by this pass; one
@@ -354,13 +386,19 @@ class PreforkPool:
             batch.append(pending.popleft())
         return batch
 
-    def _idle_child(self, key: int) -> Child | None:
-        stale = None
+    def _ready_child(self, key: int) -> Child | None:
+        """An idle child that can run `key` now, if any (no fork for a new function)."""
         for child in self._children:
-            if child.job is None and not child.retiring:
-                if child.knows(key):
-                    return child
-                stale = stale or child
+            if child.job is None and not child.retiring and child.knows(key):
+                return child
+        return None
+
+    def _idle_child(self, key: int) -> Child | None:
+        """An idle child that can run `key`, forking one for a new function if need be."""
+        found = self._ready_child(key)
+        if found is not None:
+            return found
+        stale = next((c for c in self._children if c.job is None and not c.retiring), None)
         if stale is None:
             return None
         # forked before this function was first applied: a fresh fork inherits it
@@ -422,16 +460,28 @@ class PreforkPool:
         child.jobs.clear()
 
     def _settle(self, job: Job, ok: bool, value: Any) -> None:
+        """The job's outcome is known; its callback runs once the mutex is released."""
         if job.settled:
             return
         job.settled = True
-        try:
-            if ok:
-                job.callback(value)
-            else:
-                job.error_callback(value)
-        except Exception:
-            log.exception("a pool callback failed")
+        self._outcomes.append((job, ok, value))
+
+    def _run_outcomes(self) -> None:
+        """Call the callbacks of settled jobs (any thread, without the mutex: a callback may
+        take its time, and must not hold up `apply` or the monitor)."""
+        outcomes = self._outcomes
+        while outcomes:
+            try:
+                job, ok, value = outcomes.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                if ok:
+                    job.callback(value)
+                else:
+                    job.error_callback(value)
+            except Exception:
+                log.exception("a pool callback failed")
 
     # -- time limits ------------------------------------------------------------------------
     def _enforce_deadlines(self, now: float) -> None:

@@ -139,3 +139,36 @@ def test_time_limited_jobs_keep_their_limits_among_batched_ones(pool: PreforkPoo
     assert [type(e).__name__ for e in results.errors] == ["TimeLimitExceeded"]
     assert len(results.ok) == 201
     assert sorted(v[0] for v in results.ok if isinstance(v, tuple)) == list(range(200))
+
+
+def touch(path: str) -> int:
+    with open(path, "w") as fh:
+        fh.write("ran")
+    return os.getpid()
+
+
+def test_a_job_for_an_idle_child_starts_without_waiting_for_the_monitor(
+    pool: PreforkPool, tmp_path: Any
+) -> None:
+    # a callback runs in the monitor thread: while it blocks, the monitor does nothing else
+    release, blocked = threading.Event(), threading.Event()
+
+    def slow_callback(_: Any) -> None:
+        blocked.set()
+        release.wait(10)
+
+    done: list[Any] = []
+    pool.apply(touch, str(tmp_path / "first"), slow_callback, done.append)
+    assert blocked.wait(10)
+    marker = tmp_path / "second"
+    pool.apply(touch, str(marker), done.append, done.append)
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ran = marker.exists()
+    release.set()
+    assert ran, "the job waited for the monitor"
+    deadline = time.monotonic() + 5
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(done) == 1 and isinstance(done[0], int)  # its result came back too
