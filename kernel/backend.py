@@ -24,6 +24,9 @@ class BaseBackend:
     better than polling, such as pub/sub)."""
 
     url: str = ""
+    # `store` works from any thread and in a forked pool child, concurrently with the
+    # worker's own calls: the worker then has a lone task's result stored where it ran
+    stores_in_pool: bool = False
 
     def __init__(self, app: App, url: str) -> None:
         self.app = app

@@ -2,7 +2,9 @@
 
 One thread owns the broker's consuming channel (kombu channels are not thread-safe). Pool
 threads never touch it: they queue their outcome with `call_soon` and wake the loop, which
-stores results in batches and acks after storing.
+stores results in batches and acks after storing. A task with nothing to batch its result
+with (the only one in flight, none waiting) has it stored where it runs, if the backend can
+do that (see Executor).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from .execute import Executor, Outcome
+from .execute import Executor, Outcome, StoreHere, stored_item
 from .protocol import NOTIFY_HEADER, Request, decode_payload, decode_request, utcnow
 from .results import FAILURE, REJECTED, REVOKED, STARTED, SUCCESS, result_meta
 from .roles import Stored
@@ -110,6 +112,7 @@ class Consumer:
         self._cold = False
         self._thread: threading.Thread | None = None
         self._info = log.isEnabledFor(logging.INFO)
+        self._store_in_pool = bool(getattr(backend, "stores_in_pool", False))
 
     # -- lifecycle (main thread) ------------------------------------------------------------
     @property
@@ -341,11 +344,13 @@ class Consumer:
                         request, STARTED, {"pid": os.getpid(), "hostname": self.worker.hostname}
                     ),
                 )
+            # alone in the worker: its caller is waiting, and there is no batch to wait for
+            lone = self._store_in_pool and not self.active and not self.ready and not ignored
             self.active += 1
             # callbacks run in pool threads: they only queue work for this loop
             self.pool.apply(
                 self.executor,
-                request,
+                StoreHere(request) if lone else request,
                 partial(self.call_soon, self._finished, request, message, task),
                 partial(self.call_soon, self._lost, request, message, task),
                 self._timeouts(request, policy),
@@ -442,11 +447,7 @@ class Consumer:
             return
         finished, self.finished = self.finished, []
         stored = True
-        items = [
-            Stored(o.task_id, o.state, o.encoded, r.reply_to, r.headers.get(NOTIFY_HEADER))
-            for r, _, _, o in finished
-            if o.encoded is not None
-        ]
+        items = [stored_item(r, o) for r, _, _, o in finished if o.encoded is not None]
         try:
             self.backend.store(items)
         except Exception:
@@ -508,8 +509,8 @@ class Consumer:
         try:
             data = self.backend.encode(meta)
             notify = request.headers.get(NOTIFY_HEADER)
-            stored = Stored(task_id, str(meta["status"]), data, request.reply_to, notify)
-            self.backend.store([stored])
+            item = Stored(task_id, str(meta["status"]), data, request.reply_to, notify)
+            self.backend.store([item])
         except Exception:
             log.exception("could not store %s for task %s", meta.get("status"), task_id)
 

@@ -6,15 +6,16 @@ import logging
 import time
 import traceback as tb
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
 from . import results
 from .canvas import Signature, as_signature_list
 from .exceptions import Ignore, NotRegistered, Reject, Retry
-from .protocol import Request, safe_repr
+from .protocol import NOTIFY_HEADER, Request, safe_repr
 from .results import FAILURE, IGNORED, REJECTED, RETRY, SUCCESS, EagerResult, result_meta
+from .roles import Stored
 
 if TYPE_CHECKING:
     from .app import App
@@ -48,6 +49,19 @@ class Outcome:
     requeue: bool = False
     runtime: float = 0.0
     summary: str = ""
+
+
+class StoreHere(NamedTuple):
+    """A request whose result the Executor stores itself, where the task ran (see Executor)."""
+
+    request: Request
+
+
+def stored_item(request: Request, outcome: Outcome) -> Stored:
+    """The outcome as the backend stores it, with where its client waits for notice."""
+    assert outcome.encoded is not None
+    notify = request.headers.get(NOTIFY_HEADER)
+    return Stored(outcome.task_id, outcome.state, outcome.encoded, request.reply_to, notify)
 
 
 def trace(task: Task, request: Request, call: Callable[[Task, Request], Any]) -> Traced:
@@ -168,7 +182,14 @@ def call_task(task: Task, request: Request) -> Any:
 
 
 class Executor:
-    """Runs requests in a pool slot and returns Outcomes. Built once per worker; cheap per task."""
+    """Runs requests in a pool slot and returns Outcomes. Built once per worker; cheap per task.
+
+    Called with `StoreHere(request)`, it also stores the result, before returning (so before
+    the message is acknowledged), and returns the outcome with nothing left to store; if that
+    store fails, the outcome keeps its meta and the worker stores it with its next batch. The
+    worker asks this for a task with nothing to batch its result with, when its backend can
+    store from any thread or pool child (`stores_in_pool`): the waiting caller then hears
+    of it without a hand-off back to the worker's consumer thread."""
 
     def __init__(
         self, app: App, backend: ResultBackend, hostname: str, pm: PluginManager | None = None
@@ -188,7 +209,20 @@ class Executor:
         assert self.pm is not None
         return self.pm.hook.kernel_execute_task(task=task, request=request)
 
-    def __call__(self, request: Request) -> Outcome:
+    def __call__(self, job: Request | StoreHere) -> Outcome:
+        if type(job) is not StoreHere:
+            return self.run(job)
+        outcome = self.run(job.request)
+        if outcome.encoded is not None:
+            try:
+                self.backend.store([stored_item(job.request, outcome)])
+            except Exception:  # stored again with the worker's next batch, which logs a failure
+                log.debug("could not store the result of %s where it ran", outcome.task_id)
+            else:
+                outcome.encoded = None
+        return outcome
+
+    def run(self, request: Request) -> Outcome:
         began = time.monotonic()
         task_id = request.id or ""
         task = self.app.tasks.get(request.name)
@@ -311,4 +345,13 @@ def apply_eagerly(
     return EagerResult(task_id, app, meta, exc=exc)
 
 
-__all__ = ["Executor", "Outcome", "Traced", "apply_eagerly", "results", "trace"]
+__all__ = [
+    "Executor",
+    "Outcome",
+    "StoreHere",
+    "Traced",
+    "apply_eagerly",
+    "results",
+    "stored_item",
+    "trace",
+]

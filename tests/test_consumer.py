@@ -481,3 +481,71 @@ def test_the_window_opens_for_fast_tasks_and_stays_celerys_for_slow_ones(
     time.sleep(0.3)  # one more measurement, of an idle worker
     slow.delay().get(timeout=5)
     assert consumer.prefetch < opened / 4, (opened, consumer.prefetch)
+
+
+def test_a_lone_result_is_stored_where_its_task_ran_and_a_burst_in_batches(
+    app: App, run_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from kernel.testing.memory import MemoryBackend
+
+    calls: list[tuple[int, list[str]]] = []
+    store = MemoryBackend.store
+
+    def recording(self: MemoryBackend, items: Any) -> None:
+        calls.append((threading.get_ident(), [item.task_id for item in items]))
+        store(self, items)
+
+    monkeypatch.setattr(MemoryBackend, "store", recording)
+    monkeypatch.setattr(MemoryBackend, "stores_in_pool", True)
+
+    @app.task
+    def where() -> int:
+        return threading.get_ident()
+
+    burst = [where.delay() for _ in range(300)]
+    run_worker(app, pool="threads", concurrency=2)
+    assert all(r.get(timeout=10) for r in burst)
+    ids = {r.id for r in burst}
+    alone = [found for _, found in calls if ids & set(found) and len(found) == 1]
+    assert len(alone) <= 2, alone  # a burst's results go in batches, by the consumer
+    assert sum(len(found) for _, found in calls if ids & set(found)) == 300
+
+    for _ in range(5):
+        calls.clear()
+        result = where.delay()
+        ran_in = result.get(timeout=5)
+        # stored once, by the pool thread that ran it, before the consumer heard of it
+        assert [(t, found) for t, found in calls if result.id in found] == [(ran_in, [result.id])]
+
+
+def test_a_result_the_pool_cannot_store_is_stored_by_the_consumer(
+    app: App, run_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from kernel.testing.memory import MemoryBackend
+
+    store = MemoryBackend.store
+    consumer_stores: list[list[str]] = []
+
+    def failing_in_the_pool(self: MemoryBackend, items: Any) -> None:
+        if threading.current_thread().name.startswith("kernel-consumer"):
+            consumer_stores.append([item.task_id for item in items])
+            store(self, items)
+        else:
+            raise ConnectionError("backend unreachable from this thread")
+
+    monkeypatch.setattr(MemoryBackend, "store", failing_in_the_pool)
+    monkeypatch.setattr(MemoryBackend, "stores_in_pool", True)
+
+    @app.task(acks_late=True)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    run_worker(app, pool="threads", concurrency=2)
+    for i in range(3):
+        result = add.delay(i, i)
+        assert result.get(timeout=5) == 2 * i
+        assert [result.id] in consumer_stores

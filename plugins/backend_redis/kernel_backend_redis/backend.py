@@ -85,6 +85,9 @@ def safe_url(url: str) -> str:
 class RedisBackend(BaseBackend):
     """`get()` waits on the key's pub/sub channel (as Celery clients do), checking the key too."""
 
+    # redis-py's connection pool is shared safely by threads, and starts afresh after a fork
+    stores_in_pool = True
+
     def __init__(self, app: Any, url: str) -> None:
         super().__init__(app, url)
         options = dict(app.conf.result_backend_transport_options or {})
