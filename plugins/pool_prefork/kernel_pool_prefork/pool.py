@@ -44,9 +44,9 @@ class PreforkPool:
     notices deaths through the processes' sentinels. Callbacks run in the monitor thread (or,
     for a job that could not be sent, in the thread that applied it).
 
-    `apply` sends a job straight to an idle child when nothing is queued and the monitor is
-    waiting (it holds `_mutex` while it works), so a lone job does not wait for the monitor
-    to wake; otherwise it queues the job and wakes the monitor.
+    `apply` sends a job straight to an idle child when the pool has nothing else to do and
+    the monitor is waiting (it holds `_mutex` while it works), so a lone job does not wait
+    for the monitor to wake; otherwise it queues the job and wakes the monitor.
 
     Jobs without time limits travel in batches sized to BATCH_TIME (see `ahead`); a job
     with a limit travels alone, so its deadlines are armed when it starts.
@@ -119,7 +119,7 @@ class PreforkPool:
             self._pending.append(job)  # behind the others, or the monitor is busy anyway
         else:
             try:
-                child = self._ready_child(job.key) if self._state == "running" else None
+                child = self._lone_child(job.key) if self._state == "running" else None
                 if child is None:
                     self._pending.append(job)
                 else:
@@ -385,6 +385,13 @@ class PreforkPool:
                 break
             batch.append(pending.popleft())
         return batch
+
+    def _lone_child(self, key: int) -> Child | None:
+        """An idle child to send `key` to at once, if no child has work: a job alone in the
+        pool is what waits on the hand-off; jobs among others travel in the monitor's batches."""
+        if any(child.jobs for child in self._children):
+            return None
+        return self._ready_child(key)
 
     def _ready_child(self, key: int) -> Child | None:
         """An idle child that can run `key` now, if any (no fork for a new function)."""
