@@ -121,8 +121,10 @@ class ThreadPool:
             thread = threading.Thread(
                 target=self._work, name=f"kernel-pool-{next(self._serial)}", daemon=True
             )
+            # started before it is listed, both under the lock: `stop` joins what it lists, and
+            # a thread cannot be joined before it has started
+            thread.start()
             self._threads.add(thread)
-        thread.start()
 
     # -- running jobs -----------------------------------------------------------------------
     def _work(self) -> None:
