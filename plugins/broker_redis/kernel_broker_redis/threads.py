@@ -247,7 +247,7 @@ class Waiters:
                     "cannot wait on %r (%s); falling back to polling every second", key, woken
                 )
                 time.sleep(1.0)
-                woken, found = b"poll", []
+                woken = b"poll"  # what the take behind it found is handed on all the same
             if self._stopped:
                 return  # the broker's close gives back what this take recorded as held
             took = found and isinstance(found[0], list) and found[0]
