@@ -33,8 +33,9 @@ from .envelope import body_of, envelope, parse
 from .keys import SEP, Keys
 from .lanes import Lanes
 from .scripts import FETCH
-from .threads import Maintenance, Waiters, restore, text
+from .threads import Maintenance, restore, text
 from .urls import Target, targets
+from .waits import Waits
 
 log = logging.getLogger("kernel.broker.redis")
 
@@ -128,9 +129,8 @@ class RedisBroker:
         self._acks: list[str] = []
         self._acks_since = 0.0  # when the oldest pending ack was made
         self._dry = False  # the last take found the lists empty
-        self._event = threading.Event()
         self._maintenance: Maintenance | None = None
-        self._waiters: Waiters | None = None
+        self._waits = Waits(self)
         self._down_since: float | None = None
         self._pauses = 0
 
@@ -292,7 +292,6 @@ class RedisBroker:
         self._consuming = True
         self._maintenance = Maintenance(self)
         self._maintenance.start()
-        self._waiters = Waiters(self)
 
     @property
     def _heartbeat_ttl(self) -> int:
@@ -303,11 +302,10 @@ class RedisBroker:
 
     def cancel_consuming(self) -> None:
         self._consuming = False
-        if self._waiters is not None:
-            self._waiters.disarm()
+        self._waits.disarm()
 
     def wakeup(self) -> None:
-        self._event.set()
+        self._waits.wakeup()
 
     def poll(self, timeout: float) -> None:
         """Take a batch if there is room for one; otherwise wait.
@@ -316,46 +314,38 @@ class RedisBroker:
         gathered, or ACK_LINGER after the first of them; a new batch is taken only once a
         quarter of the window is free (or nothing is held), so a busy worker does not pay a
         round trip per message."""
-        waiters = self._waiters
+        waits = self._waits
         try:
             if len(self._acks) >= ACK_BATCH or (
                 self._acks and time.monotonic() - self._acks_since >= ACK_LINGER
             ):
                 self._flush_acks()
-            if waiters is not None and waiters.arrived:
-                self._dry = self._deliver_arrived(waiters)
-                return
             if self._consuming:
-                assert waiters is not None
                 room = self._room()
                 if self._dry:
                     # the last take emptied the lists: wait in Redis, not another take; armed
-                    # only now, once what it took is on its way, as the waiters' work would
-                    # compete with handing it out
+                    # only now, once what it took is on its way to the pool
                     self._dry = False
-                    waiters.arm(room)
-                elif room > 0 and (room >= self._refill_at() or not self.held) and not self._idle():
+                    waits.arm(room)
+                elif room > 0 and (room >= self._refill_at() or not self.held) and not waits.armed:
                     taken = self._take(room)
                     if taken:
                         self._back_up()
                         self._dry = taken < room
                         return
-                    waiters.arm(room)  # block in Redis (other threads) until a list fills
+                    waits.arm(room)  # block in Redis until a list fills
             if self._acks:  # wake up to send them when the linger ends
                 timeout = min(timeout, max(self._acks_since + ACK_LINGER - time.monotonic(), 0))
             self._back_up()
+            dry = False
+            for found, want in waits.wait(timeout):
+                dry = self._deliver(found) < want or dry
+            self._dry = dry
         except ERRORS as exc:
             self._connection_lost(exc)
-            timeout = min(timeout, self._retry_pause())
-        if timeout > 0:
-            self._event.wait(timeout)
-        self._event.clear()
-
-    def _idle(self) -> bool:
-        """The last take emptied the lists and no waiter has seen them fill since: a take
-        now would be a round trip for nothing (and would delay noticing a finished task)."""
-        waiters = self._waiters
-        return waiters is not None and waiters.armed.is_set()
+            waits.disarm()
+            waits.forget()
+            waits.wait(min(timeout, self._retry_pause()))
 
     def _room(self) -> int:
         if not self._prefetch:
@@ -394,14 +384,6 @@ class RedisBroker:
             self._acks.extend(tags)  # acks are idempotent: send them again next time
             raise
         return self._deliver(found)
-
-    def _deliver_arrived(self, waiters: Waiters) -> bool:
-        """Hand on what the waiters took; True if a waiter found fewer than it could take."""
-        dry = False
-        while waiters.arrived:
-            found, want = waiters.arrived.popleft()
-            dry = dry or self._deliver(found) < want
-        return dry
 
     def _deliver(self, found: list[Any]) -> int:
         """Hand the fetch script's reply to the consumer, message by message."""
@@ -502,9 +484,8 @@ class RedisBroker:
     def close(self) -> None:
         """Stop threads, send pending acks, give held messages back to the front of their queues."""
         self._consuming = False
-        for worker in (self._waiters, self._maintenance):
-            if worker is not None:
-                worker.stop()
+        if self._maintenance is not None:
+            self._maintenance.stop()
         try:
             if self._acks:
                 self._flush_acks()
@@ -529,6 +510,7 @@ class RedisBroker:
                 exc,
             )
         finally:
+            self._waits.close()
             self._fail_over()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 # The unacked hash entry is kombu's `[envelope, exchange, routing_key]`, so Celery's restore
 # sweeps understand what we hold, and ours understand theirs.
 #
-# The registration check is for takes queued behind a blocking wait (see Waiters): such a take
+# The registration check is for takes queued behind a blocking wait (see Waits): such a take
 # may run long after it was sent, and once its consumer has left (closed, or reaped as dead)
 # it must take nothing, or what it took would sit in a held set nobody gives back.
 FETCH = """

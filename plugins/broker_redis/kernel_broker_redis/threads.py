@@ -1,4 +1,4 @@
-"""The Redis broker's helper threads: one keeps leases and heartbeats, the others wait for work."""
+"""The Redis broker's maintenance thread (heartbeats, leases, giving back what others abandoned)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("kernel.broker.redis")
 
 ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-BLOCK_SECONDS = 5  # how long one wait in Redis lasts before it is re-issued
 REAP_EVERY = 2.0
 
 
@@ -176,84 +174,3 @@ class Maintenance(threading.Thread):
         finally:
             if client.get(keys.unacked_mutex) == token.encode():
                 client.delete(keys.unacked_mutex)
-
-
-class Waiters:
-    """Threads that block in Redis until one of the consumed lists has something in it, then
-    take a batch for the consumer in the same round trip.
-
-    Each sends `BLMOVE list list RIGHT RIGHT` (it moves the last element to where it already
-    is, so it removes nothing, yet blocks until the list is non-empty) and, in the same write,
-    the atomic fetch script: Redis runs the script the moment the wait ends, so a message
-    that wakes an idle worker is already taken and recorded as unacknowledged when the reply
-    arrives. The script takes only while this consumer is registered (see FETCH), and the
-    delivery time it records is at most a quarter of the visibility timeout old.
-
-    What a waiter took is handed to the consumer thread through `arrived`; a wait that ended
-    with nothing taken (another worker was quicker, or the script could not run) wakes the
-    consumer to take for itself."""
-
-    def __init__(self, broker: RedisBroker) -> None:
-        self.broker = broker
-        self.armed = threading.Event()
-        self.want = 0  # messages one waiter may take, set at each arm
-        self.arrived: deque[tuple[list[Any], int]] = deque()  # (fetch reply, how many it could take)
-        self._stopped = False
-        self._threads: list[threading.Thread] = []
-        self.block = max(min(BLOCK_SECONDS, broker.visibility_timeout / 4), 0.05)
-
-    def arm(self, room: int) -> None:
-        lists = self.broker.lists
-        # split among the lists' waiters: several may take at once, and together they must
-        # not go far beyond the window; with no room left they only wait
-        self.want = -(-room // max(len(lists), 1)) if room > 0 else 0
-        if not self._threads:
-            for key in lists:
-                thread = threading.Thread(
-                    target=self._wait_on, args=(key,), daemon=True, name="kernel-redis-waiter"
-                )
-                thread.start()
-                self._threads.append(thread)
-        self.armed.set()
-
-    def disarm(self) -> None:
-        self.armed.clear()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self.armed.set()  # let sleeping waiters notice; blocked ones end within `block`
-
-    def _wait_on(self, key: str) -> None:
-        broker = self.broker
-        client: redis.Redis | None = None
-        while not self._stopped:
-            self.armed.wait()
-            if self._stopped:
-                return
-            try:
-                if client is None:
-                    client = broker.new_client()
-                want = self.want
-                commands = [("BLMOVE", key, key, "RIGHT", "RIGHT", self.block)]
-                if want:
-                    commands.append(broker.fetch_command(want, True))
-                woken, *found = broker.lanes.replies(client, *commands)
-            except ERRORS:
-                client = None
-                time.sleep(1.0)
-                continue
-            if isinstance(woken, redis.ResponseError):  # a server before 6.2 has no BLMOVE
-                log.warning(
-                    "cannot wait on %r (%s); falling back to polling every second", key, woken
-                )
-                time.sleep(1.0)
-                woken = b"poll"  # what the take behind it found is handed on all the same
-            if self._stopped:
-                return  # the broker's close gives back what this take recorded as held
-            took = found and isinstance(found[0], list) and found[0]
-            if not took and woken is None:
-                continue  # the wait timed out; nothing was there to take
-            self.armed.clear()  # before handing over: the consumer may arm again at once
-            if took:
-                self.arrived.append((found[0], want))
-            broker.wakeup()

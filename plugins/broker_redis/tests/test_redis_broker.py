@@ -144,25 +144,59 @@ def test_a_closed_consumer_takes_nothing_that_arrives_after() -> None:
 
 
 @pytest.mark.usefixtures("redis_up")
-def test_without_blmove_the_waiters_poll_and_lose_nothing() -> None:
+def test_without_blmove_the_consumer_polls_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # a server before 6.2 refuses BLMOVE; the take sent behind it runs all the same
+    import kernel_broker_redis.waits
+
+    monkeypatch.setattr(kernel_broker_redis.waits, "WAIT", "NO-SUCH-COMMAND")
     app = _app()
     broker = app.open_broker(app.pm)
-    replies = broker.lanes.replies
-
-    def refusing_blmove(client: Any, *commands: Any) -> list[Any]:
-        if commands[0][0] != "BLMOVE":
-            return replies(client, *commands)
-        if len(commands) > 1 and not sent:  # the message is there when the take runs
-            sent.append(app.send_task("proj.add", [1, 1]))
-        return [redis.ResponseError("unknown command 'BLMOVE'"), *replies(client, *commands[1:])]
-
+    fetch_command = broker.fetch_command
     sent: list[Any] = []
-    broker.lanes.replies = refusing_blmove
+
+    def sending_first(count: int, registered: bool) -> Any:
+        if registered and not sent:  # the message is there when the wait's take runs
+            sent.append(app.send_task("proj.add", [1, 1]))
+        return fetch_command(count, registered)
+
+    broker.fetch_command = sending_first
     got: list[Any] = []
     broker.consume([app.conf.task_default_queue], got.append, 10)
     assert wait_until(lambda: (broker.poll(0.1), bool(got))[1], timeout=5)
     assert got[0].headers["id"] == sent[0].id
+    app.send_task("proj.add", [2, 2])  # and later ones are found by looking every second
+    assert wait_until(lambda: (broker.poll(0.5), len(got) == 2)[1], timeout=5)
+    broker.close()
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_wakeups_are_not_lost_when_one_comes_while_the_last_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # eventlet's os.read lets other green threads run before it reads: one of them may wake
+    # the consumer then, and every later wakeup must still end its wait
+    import kernel_broker_redis.waits
+
+    app = _app()
+    broker = app.open_broker(app.pm)
+    read = kernel_broker_redis.waits.os.read
+    woke_while_reading: list[bool] = []
+
+    def read_after_a_wakeup(fd: int, n: int) -> bytes:
+        if not woke_while_reading:
+            woke_while_reading.append(True)
+            broker.wakeup()
+        return read(fd, n)
+
+    monkeypatch.setattr(kernel_broker_redis.waits.os, "read", read_after_a_wakeup)
+    for _ in range(3):
+        broker.wakeup()
+        started = time.monotonic()
+        broker.poll(5.0)
+        assert time.monotonic() - started < 1.0
+    assert woke_while_reading
     broker.close()
 
 
