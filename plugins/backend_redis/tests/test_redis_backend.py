@@ -72,3 +72,53 @@ def test_unreachable_server_is_one_line_naming_host_and_port() -> None:
     with pytest.raises(BackendError) as info:
         app.AsyncResult("x").state  # noqa: B018
     assert "127.0.0.1:1" in str(info.value) and "\n" not in str(info.value)
+
+
+def _store(app: App, value: int) -> str:
+    task_id = str(uuid.uuid4())
+    data = app.backend.encode(result_meta(task_id, SUCCESS, value))
+    app.backend.store([Stored(task_id, SUCCESS, data)])
+    return task_id
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_results_are_stored_after_the_server_forgets_its_scripts() -> None:
+    app = App(broker="memory://", backend=URL)
+    first = _store(app, 1)
+    redis.Redis.from_url(URL).script_flush()  # as a restart does
+    second = _store(app, 2)
+    assert [app.backend.get(t)["result"] for t in (first, second)] == [1, 2]
+
+
+def _store_port(app: App) -> int:
+    """The local port of the connection the backend stored with last."""
+    return int(app.backend._idle[-1]._sock.getsockname()[1])
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_a_forked_child_and_its_parent_store_at_once() -> None:
+    # as a prefork child stores a lone task's result while the worker stores a batch: each
+    # process must use connections of its own, or their replies could cross
+    import os
+
+    app = App(broker="memory://", backend=URL)
+    _store(app, 0)
+    parent_port = _store_port(app)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        report = b"0"
+        try:
+            ids = [_store(app, n) for n in range(300)]
+            if [app.backend.get(t)["result"] for t in ids] == list(range(300)):
+                report = str(_store_port(app)).encode()
+        finally:
+            os.write(write_end, report)
+            os._exit(0)
+    os.close(write_end)
+    ids = [_store(app, n) for n in range(300)]
+    child_port = int(os.read(read_end, 100))
+    os.waitpid(pid, 0)
+    assert child_port not in (0, parent_port)
+    assert [app.backend.get(t)["result"] for t in ids] == list(range(300))
+    assert _store_port(app) == parent_port  # the parent's connection lives on
