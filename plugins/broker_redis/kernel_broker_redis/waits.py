@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import threading
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -45,15 +46,21 @@ class Waits:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._woken = False
+        # held to write the wake-up byte and to close the pipe: a pool thread may still wake
+        # a consumer whose broker has closed, and must not write into a reused descriptor
+        self._pipe_lock = threading.Lock()
 
     def wakeup(self) -> None:
         """Any thread: end the consumer's current or next wait."""
         if not self._woken:  # one byte per wait, not one per call
             self._woken = True
-            try:
-                os.write(self._wake_w, b"\0")
-            except (BlockingIOError, OSError):
-                pass  # full (the consumer is due to wake anyway), or closed
+            with self._pipe_lock:
+                if self._wake_w < 0:
+                    return  # closed
+                try:
+                    os.write(self._wake_w, b"\0")
+                except BlockingIOError:
+                    pass  # full: the consumer is due to wake anyway
 
     def arm(self, room: int) -> None:
         """Wait in Redis on every list, each ready to take its share of `room`."""
@@ -160,11 +167,11 @@ class Waits:
 
     def close(self) -> None:
         self.forget()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._pipe_lock:
+            if self._wake_w >= 0:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
 
 
 def _reply(conn: Any) -> Any:

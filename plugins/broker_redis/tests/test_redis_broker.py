@@ -200,6 +200,30 @@ def test_wakeups_are_not_lost_when_one_comes_while_the_last_is_read(
     broker.close()
 
 
+@pytest.mark.usefixtures("redis_up")
+def test_a_wakeup_after_close_writes_into_nothing_else() -> None:
+    # a pool thread may still wake the consumer once the broker has closed; the descriptors
+    # its wake-up pipe had may belong to something else by then
+    import os
+
+    app = _app()
+    broker = app.open_broker(app.pm)
+    broker.consume([app.conf.task_default_queue], lambda message: None, 10)
+    broker.poll(0.1)
+    broker.close()
+    pipes = [os.pipe() for _ in range(16)]  # the numbers just freed are handed out again
+    try:
+        broker.wakeup()
+        for read_end, _ in pipes:
+            os.set_blocking(read_end, False)
+            with pytest.raises(BlockingIOError):
+                os.read(read_end, 1)
+    finally:
+        for ends in pipes:
+            for fd in ends:
+                os.close(fd)
+
+
 def _drain(url: str, queue: str, seen: Any, stop: Any) -> None:
     app = App(broker=url, backend="memory://")
     broker = app.open_broker(app.pm)
