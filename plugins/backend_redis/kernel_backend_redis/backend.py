@@ -86,7 +86,7 @@ def safe_url(url: str) -> str:
 class RedisBackend(BaseBackend):
     """`get()` waits on the key's pub/sub channel (as Celery clients do), checking the key too."""
 
-    # redis-py's connection pool is shared safely by threads, and starts afresh after a fork
+    # its store connections are shared safely by threads, and a forked child makes its own
     stores_in_pool = True
 
     def __init__(self, app: Any, url: str) -> None:

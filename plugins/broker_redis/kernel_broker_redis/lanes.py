@@ -24,26 +24,22 @@ class Lanes:
     def call(self, client: redis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
         """Send `commands` in one write and return their replies in order; raise the first
         error reply once every reply has been read, so the connection stays in step."""
-        replies = self.replies(client, *commands)
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                raise reply
-        return replies
-
-    def replies(self, client: redis.Redis, *commands: tuple[Any, ...]) -> list[Any]:
-        """Like `call`, but an error reply is returned in its place instead of raised."""
         conn = self._connection(client)
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             replies: list[Any] = []
+            first_error: redis.ResponseError | None = None
             for _ in commands:
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
                     replies.append(exc)
+                    first_error = first_error or exc
         except BaseException:
             self.drop()
             raise
+        if first_error is not None:
+            raise first_error
         return replies
 
     def _connection(self, client: redis.Redis) -> Any:
