@@ -316,6 +316,8 @@ class RedisBroker:
         round trip per message."""
         waits = self._waits
         try:
+            if self._down_since is not None:
+                self._back_up()  # raises while the broker is still away
             if len(self._acks) >= ACK_BATCH or (
                 self._acks and time.monotonic() - self._acks_since >= ACK_LINGER
             ):
@@ -330,13 +332,11 @@ class RedisBroker:
                 elif room > 0 and (room >= self._refill_at() or not self.held) and not waits.armed:
                     taken = self._take(room)
                     if taken:
-                        self._back_up()
                         self._dry = taken < room
                         return
                     waits.arm(room)  # block in Redis until a list fills
             if self._acks:  # wake up to send them when the linger ends
                 timeout = min(timeout, max(self._acks_since + ACK_LINGER - time.monotonic(), 0))
-            self._back_up()
             dry = False
             for found, want in waits.wait(timeout):
                 dry = self._deliver(found) < want or dry
@@ -452,19 +452,33 @@ class RedisBroker:
         return float(min(0.1 * 2**self._pauses, 5.0))
 
     def _back_up(self) -> None:
-        if self._down_since is None:
-            return
-        log.warning(
-            "reconnected to the broker at %s after %.1fs; consuming again",
-            self.where,
-            time.monotonic() - self._down_since,
-        )
-        self._down_since = None
+        """First contact after an outage: register again, and give back what a take whose
+        reply was lost recorded as ours.
+
+        Runs before anything is taken or waited for again (the waits were dropped with the
+        connection), so every tag in this consumer's held set is either handed on (in
+        `held`), settled (its ack pending), or taken by a script whose reply never came:
+        the last are given back now, not one visibility timeout later."""
+        client, held = self.client(), self.keys.held(self.consumer_id)
         # the registry may have been lost with the server, or reaped while we were away
-        with self.client().pipeline(transaction=False) as pipe:
+        with client.pipeline(transaction=False) as pipe:
             pipe.sadd(self.keys.consumers, self.consumer_id)
             pipe.set(self.keys.heartbeat(self.consumer_id), "1", ex=self._heartbeat_ttl)
-            pipe.execute()
+            pipe.smembers(held)
+            recorded = pipe.execute()[-1]
+        known = set(self.held).union(self._acks)
+        lost = [tag for tag in map(text, recorded) if tag not in known]
+        given = 0
+        for tag in lost:
+            given += restore(client, self.keys, tag)
+            client.srem(held, tag)
+        log.warning(
+            "reconnected to the broker at %s after %.1fs; consuming again%s",
+            self.where,
+            time.monotonic() - (self._down_since or time.monotonic()),
+            f" (gave back {given} message(s) taken as the connection broke)" if given else "",
+        )
+        self._down_since = None
 
     # -- other ------------------------------------------------------------------------------
     def purge(self, queues: Sequence[str]) -> int:

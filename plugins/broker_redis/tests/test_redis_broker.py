@@ -18,6 +18,7 @@ from kernel import App, Worker
 from kernel.exceptions import BrokerUnreachable
 from kernel.testing.contracts import BrokerContract
 from kernel.testing.helpers import wait_until
+from kernel_broker_redis.scripts import FETCH
 
 DB_URL = "redis://127.0.0.1:6379/10"
 
@@ -359,7 +360,9 @@ def test_outage_worker_reconnects_and_consumes_again(
         redis_server.stop()  # the broker goes away while tasks flow
         time.sleep(2)
         redis_server.start()
-        assert wait_until(lambda: set(done) >= set(range(40)), timeout=30), sorted(set(done))
+        assert wait_until(lambda: set(done) >= set(range(40)), timeout=30), sorted(
+            set(range(40)) - set(done)
+        )
         after = work.delay(99)  # it consumes again, not merely connected
         assert wait_until(lambda: 99 in done, timeout=20)
         assert after.id
@@ -368,6 +371,28 @@ def test_outage_worker_reconnects_and_consumes_again(
     text = caplog.text
     assert "lost the broker at redis://127.0.0.1:" in text
     assert "reconnected to the broker" in text and "consuming again" in text
+
+
+def test_a_take_whose_reply_the_outage_lost_is_given_back_at_once(redis_server: Any) -> None:
+    # Redis ran a take, recording the message as this consumer's, and then went away before
+    # the reply reached it: the message must come back with the connection, not an hour later
+    app = _app(redis_server.url)
+    broker = app.open_broker(app.pm)
+    got: list[Any] = []
+    broker.consume([app.conf.task_default_queue], got.append, 10)
+    app.send_task("proj.add", [1, 1])
+    client = redis.Redis.from_url(redis_server.url)
+    fetch = broker.fetch_command(10, False)
+    taken = client.eval(FETCH, fetch[2], *fetch[3:])  # the take whose reply never arrives
+    assert len(taken) == 3 and client.hlen("unacked") == 1
+    redis_server.stop()
+    broker.poll(0.1)  # notices the outage
+    redis_server.start()
+    assert wait_until(lambda: (broker.poll(0.1), bool(got))[1], timeout=10)
+    assert got[0].delivery_info["redelivered"] is True
+    got[0].ack()
+    broker.close()
+    assert client.hlen("unacked") == 0
 
 
 def test_publishing_retries_while_the_broker_is_briefly_down(redis_server: Any) -> None:
