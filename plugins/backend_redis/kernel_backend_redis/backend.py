@@ -184,9 +184,12 @@ class RedisBackend(BaseBackend):
 
     def _checkout(self) -> Any:
         """An idle store connection, or a new one; a forked pool child starts its own."""
+        if self._store_pid != os.getpid():
+            # a forked child: the parent's connections are not ours to use, and its lock may
+            # have been held by one of its threads at the fork, never to be released here
+            self._store_lock, self._idle = threading.Lock(), []
+            self._store_pid = os.getpid()
         with self._store_lock:
-            if self._store_pid != os.getpid():
-                self._store_pid, self._idle = os.getpid(), []  # the parent's, not ours to use
             if self._idle:
                 return self._idle.pop()
         pool = self._client.connection_pool

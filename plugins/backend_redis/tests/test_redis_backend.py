@@ -122,3 +122,29 @@ def test_a_forked_child_and_its_parent_store_at_once() -> None:
     assert child_port not in (0, parent_port)
     assert [app.backend.get(t)["result"] for t in ids] == list(range(300))
     assert _store_port(app) == parent_port  # the parent's connection lives on
+
+
+@pytest.mark.usefixtures("redis_up")
+def test_a_child_forked_while_a_parent_thread_stores_can_store() -> None:
+    # a pool child forked at the moment one of the worker's threads held the store lock
+    import os
+    import select
+    import signal
+
+    app = App(broker="memory://", backend=URL)
+    _store(app, 0)
+    read_end, write_end = os.pipe()
+    with app.backend._store_lock:  # held by "another thread" across the fork
+        pid = os.fork()
+        if pid == 0:
+            try:
+                task_id = _store(app, 7)
+                os.write(write_end, b"1" if app.backend.get(task_id)["result"] == 7 else b"0")
+            finally:
+                os._exit(0)
+    os.close(write_end)
+    answered = select.select([read_end], [], [], 10)[0]
+    if not answered:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert answered and os.read(read_end, 1) == b"1"
