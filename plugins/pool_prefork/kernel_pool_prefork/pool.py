@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import threading
 import time
@@ -439,12 +440,20 @@ class PreforkPool:
         child.hard_at = now + job.hard if job.hard else None
 
     def _receive(self, child: Child) -> None:
-        elapsed: float | None
         try:
-            ok, value, leaving, elapsed = child.conn.recv()
+            replies = child.replies()
         except (EOFError, OSError):
             child.eof = True  # it is exiting; its sentinel tells how
             return
+        for reply in replies:
+            if child not in self._children:
+                break  # it left (recycled): nothing follows its last reply
+            self._reply(child, reply)
+
+    def _reply(self, child: Child, reply: bytes) -> None:
+        elapsed: float | None
+        try:
+            ok, value, leaving, elapsed = pickle.loads(reply)
         except Exception as exc:  # read whole, but cannot be rebuilt (an odd exception class)
             ok, value, leaving = False, RuntimeError(f"cannot read the job's reply: {exc!r}"), False
             elapsed = None

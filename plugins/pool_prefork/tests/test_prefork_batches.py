@@ -4,11 +4,13 @@ recycles or cannot pickle one of its jobs, and slow or time-limited jobs are not
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from kernel_pool_prefork import PreforkPool
 
 from kernel.exceptions import WorkerLostError
@@ -172,3 +174,41 @@ def test_a_job_for_an_idle_child_starts_without_waiting_for_the_monitor(
     while not done and time.monotonic() < deadline:
         time.sleep(0.01)
     assert len(done) == 1 and isinstance(done[0], int)  # its result came back too
+
+
+def sized(n: int) -> tuple[int, str]:
+    return n, "x" * (n * 997 % 150_000)
+
+
+def test_replies_of_every_size_arrive_whole_and_in_order(pool: PreforkPool) -> None:
+    # the parent reads whatever replies a child has written at once: small ones several to a
+    # read, large ones across several reads
+    warm_up(pool)
+    results = Results(600)
+    for n in range(600):
+        results.apply(pool, sized, n)
+    results.wait()
+    assert sorted(results.ok) == [sized(n) for n in range(600)]
+
+
+def test_a_reply_split_across_reads_is_kept_until_it_is_whole() -> None:
+    import billiard
+    from kernel_pool_prefork.children import Child
+
+    class Proc:
+        pid = 0
+
+    parent_end, child_end = billiard.Pipe()
+    child = Child(Proc(), parent_end, 0)
+    sent = [(True, n, False, 0.001) for n in range(3)] + [(True, "y" * 300_000, False, None)]
+    writer = threading.Thread(target=lambda: [child_end.send(reply) for reply in sent])
+    writer.start()
+    got: list[Any] = []
+    while len(got) < len(sent):
+        got += [pickle.loads(reply) for reply in child.replies()]
+    writer.join()
+    assert got == sent
+    assert not child.inbox
+    child_end.close()
+    with pytest.raises(EOFError):  # the child's end closed: it is exiting
+        child.replies()
