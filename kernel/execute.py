@@ -210,7 +210,7 @@ class Executor:
         return self.pm.hook.kernel_execute_task(task=task, request=request)
 
     def __call__(self, job: Request | StoreHere) -> Outcome:
-        if type(job) is not StoreHere:
+        if not isinstance(job, StoreHere):
             return self.run(job)
         outcome = self.run(job.request)
         if outcome.encoded is not None:

@@ -1,4 +1,4 @@
-"""The consumer's waits in Redis for work: one blocked connection per list, each with a take behind it."""
+"""The consumer's waits in Redis for work: a blocked connection per list, a take behind each."""
 
 from __future__ import annotations
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 import redis
+from kernel_broker_redis.scripts import FETCH
 
 from kernel import App, Worker
 from kernel.exceptions import BrokerUnreachable
 from kernel.testing.contracts import BrokerContract
 from kernel.testing.helpers import wait_until
-from kernel_broker_redis.scripts import FETCH
 
 DB_URL = "redis://127.0.0.1:6379/10"
 
