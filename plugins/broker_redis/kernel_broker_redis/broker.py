@@ -317,7 +317,7 @@ class RedisBroker:
         waits = self._waits
         try:
             if self._down_since is not None:
-                self._back_up()  # raises while the broker is still away
+                self._back_up(self._down_since)  # raises while the broker is still away
             if len(self._acks) >= ACK_BATCH or (
                 self._acks and time.monotonic() - self._acks_since >= ACK_LINGER
             ):
@@ -451,7 +451,7 @@ class RedisBroker:
         self._pauses += 1
         return float(min(0.1 * 2**self._pauses, 5.0))
 
-    def _back_up(self) -> None:
+    def _back_up(self, down_since: float) -> None:
         """First contact after an outage: register again, and give back what a take whose
         reply was lost recorded as ours.
 
@@ -468,14 +468,13 @@ class RedisBroker:
             recorded = pipe.execute()[-1]
         known = set(self.held).union(self._acks)
         lost = [tag for tag in map(text, recorded) if tag not in known]
-        given = 0
-        for tag in lost:
-            given += restore(client, self.keys, tag)
-            client.srem(held, tag)
+        given = sum(restore(client, self.keys, tag) for tag in lost)
+        if lost:
+            client.srem(held, *lost)
         log.warning(
             "reconnected to the broker at %s after %.1fs; consuming again%s",
             self.where,
-            time.monotonic() - (self._down_since or time.monotonic()),
+            time.monotonic() - down_since,
             f" (gave back {given} message(s) taken as the connection broke)" if given else "",
         )
         self._down_since = None

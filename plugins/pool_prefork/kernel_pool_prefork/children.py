@@ -78,7 +78,7 @@ class Child:
         """The job running now, if any."""
         return self.jobs[0] if self.jobs else None
 
-    def replies(self) -> list[bytes]:
+    def replies(self) -> list[bytearray]:
         """Every whole reply the pipe holds, by one read (call it once the pipe is readable).
 
         A child finishing a batch may have written several replies by the time the parent
@@ -90,12 +90,13 @@ class Child:
             raise EOFError
         inbox = self.inbox
         inbox += chunk
-        found, at, end = [], 0, len(inbox)
+        found: list[bytearray] = []
+        at, end = 0, len(inbox)
         while end - at >= FRAME.size:
             (size,) = FRAME.unpack_from(inbox, at)
             if end - at - FRAME.size < size:
                 break
-            found.append(bytes(inbox[at + FRAME.size : at + FRAME.size + size]))
+            found.append(inbox[at + FRAME.size : at + FRAME.size + size])  # pickle reads it as is
             at += FRAME.size + size
         del inbox[:at]
         return found

@@ -450,7 +450,7 @@ class PreforkPool:
                 break  # it left (recycled): nothing follows its last reply
             self._reply(child, reply)
 
-    def _reply(self, child: Child, reply: bytes) -> None:
+    def _reply(self, child: Child, reply: bytearray) -> None:
         elapsed: float | None
         try:
             ok, value, leaving, elapsed = pickle.loads(reply)
