@@ -45,6 +45,16 @@ class Results:
         assert len(self.ok) + len(self.errors) == self.expected, "a job was settled twice"
 
 
+def run_all(pool: PreforkPool, fn: Any, args: Any) -> Results:
+    """Apply fn to each of args at once and wait for every callback."""
+    args = list(args)
+    results = Results(len(args))
+    for arg in args:
+        results.apply(pool, fn, arg)
+    results.wait()
+    return results
+
+
 def whoami(n: int) -> tuple[int, int]:
     return n, os.getpid()
 
@@ -63,19 +73,13 @@ def nap(seconds: float) -> int:
 
 def warm_up(pool: PreforkPool) -> None:
     """Run enough fast jobs that the pool knows they are fast."""
-    results = Results(200)
-    for n in range(200):
-        results.apply(pool, whoami, n)
-    results.wait()
+    run_all(pool, whoami, range(200))
     assert pool.ahead > pool.concurrency, "fast jobs should be batched"
 
 
 def test_fast_jobs_are_batched_and_spread_over_the_children(pool: PreforkPool) -> None:
     warm_up(pool)
-    results = Results(2000)
-    for n in range(2000):
-        results.apply(pool, whoami, n)
-    results.wait()
+    results = run_all(pool, whoami, range(2000))
     assert sorted(n for n, _ in results.ok) == list(range(2000))
     by_pid = Counter(pid for _, pid in results.ok)
     assert len(by_pid) == 2 and min(by_pid.values()) > 200, by_pid
@@ -83,19 +87,13 @@ def test_fast_jobs_are_batched_and_spread_over_the_children(pool: PreforkPool) -
 
 def test_slow_jobs_are_not_batched(pool: PreforkPool) -> None:
     warm_up(pool)
-    results = Results(40)
-    for _ in range(40):
-        results.apply(pool, nap, 0.01)
-    results.wait()
+    run_all(pool, nap, [0.01] * 40)
     assert pool.ahead == pool.concurrency  # one job waiting per child: Celery's hand-off
 
 
 def test_a_child_dying_mid_batch_loses_only_its_running_job(pool: PreforkPool) -> None:
     warm_up(pool)
-    results = Results(500)
-    for n in range(500):
-        results.apply(pool, die_at, (n, 250))
-    results.wait()
+    results = run_all(pool, die_at, ((n, 250) for n in range(500)))
     assert len(results.errors) == 1 and isinstance(results.errors[0], WorkerLostError)
     assert sorted(n for n, _ in results.ok) == [n for n in range(500) if n != 250]
 
@@ -105,10 +103,7 @@ def test_a_recycled_child_gives_back_the_rest_of_its_batch() -> None:
     pool.start()
     try:
         warm_up(pool)
-        results = Results(1000)
-        for n in range(1000):
-            results.apply(pool, whoami, n)
-        results.wait()
+        results = run_all(pool, whoami, range(1000))
     finally:
         pool.stop()
     assert sorted(n for n, _ in results.ok) == list(range(1000))
@@ -118,10 +113,7 @@ def test_a_recycled_child_gives_back_the_rest_of_its_batch() -> None:
 
 def test_a_job_that_cannot_be_pickled_fails_alone(pool: PreforkPool) -> None:
     warm_up(pool)
-    results = Results(300)
-    for n in range(300):
-        results.apply(pool, whoami, threading.Lock() if n == 150 else n)
-    results.wait()
+    results = run_all(pool, whoami, (threading.Lock() if n == 150 else n for n in range(300)))
     assert len(results.errors) == 1 and "pickle" in str(results.errors[0])
     assert sorted(n for n, _ in results.ok) == [n for n in range(300) if n != 150]
 
@@ -180,14 +172,11 @@ def sized(n: int) -> tuple[int, str]:
     return n, "x" * (n * 997 % 150_000)
 
 
-def test_replies_of_every_size_arrive_whole_and_in_order(pool: PreforkPool) -> None:
+def test_replies_of_every_size_arrive_whole(pool: PreforkPool) -> None:
     # the parent reads whatever replies a child has written at once: small ones several to a
     # read, large ones across several reads
     warm_up(pool)
-    results = Results(600)
-    for n in range(600):
-        results.apply(pool, sized, n)
-    results.wait()
+    results = run_all(pool, sized, range(600))
     assert sorted(results.ok) == [sized(n) for n in range(600)]
 
 
