@@ -8,28 +8,28 @@ from typing import TYPE_CHECKING, Any
 # Public names, imported on first use: `import kernel` stays cheap and side-effect free, so a
 # green-thread pool can monkey-patch the standard library before anything else is loaded.
 _EXPORTS = {
-    "App": ".app",
-    "AsyncResult": ".results",
+    "App": ".client.app",
+    "AsyncResult": ".client.results",
     "ConfigError": ".errors",
     "CycleError": ".errors",
     "DuplicateProviderError": ".errors",
-    "EagerResult": ".results",
+    "EagerResult": ".client.results",
     "GraphError": ".errors",
     "KernelError": ".errors",
     "MissingRoleError": ".errors",
     "PluginError": ".errors",
-    "PluginManager": ".plugins",
-    "Request": ".protocol",
+    "PluginManager": ".manager",
+    "Request": ".wire.protocol",
     "ServiceKey": ".bootsteps",
     "Services": ".bootsteps",
     "Setting": ".settings",
     "Settings": ".settings",
-    "Signature": ".canvas",
+    "Signature": ".client.canvas",
     "Step": ".bootsteps",
     "StepStartError": ".errors",
-    "Task": ".task",
+    "Task": ".client.task",
     "UsageError": ".errors",
-    "Worker": ".worker",
+    "Worker": ".engine.worker",
     "hookimpl": ".hookspecs",
     "setting": ".settings",
 }
@@ -72,9 +72,12 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .app import App
     from .bootsteps import ServiceKey, Services, Step
-    from .canvas import Signature
+    from .client.app import App
+    from .client.canvas import Signature
+    from .client.results import AsyncResult, EagerResult
+    from .client.task import Task
+    from .engine.worker import Worker
     from .errors import (
         ConfigError,
         CycleError,
@@ -87,9 +90,6 @@ if TYPE_CHECKING:
         UsageError,
     )
     from .hookspecs import hookimpl
-    from .plugins import PluginManager
-    from .protocol import Request
-    from .results import AsyncResult, EagerResult
+    from .manager import PluginManager
     from .settings import Setting, Settings, setting
-    from .task import Task
-    from .worker import Worker
+    from .wire.protocol import Request

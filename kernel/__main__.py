@@ -1,5 +1,5 @@
 """`python -m kernel` runs the `kernel` command line."""
 
-from .launcher import main
+from .cli.launcher import main
 
 main()

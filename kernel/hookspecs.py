@@ -21,13 +21,13 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from .app import App
     from .bootsteps import Step
-    from .protocol import Request
-    from .roles import Broker, ResultBackend
-    from .settings import Settings
-    from .task import Task
-    from .worker import Worker
+    from .client.app import App
+    from .client.task import Task
+    from .engine.worker import Worker
+    from .settings import Setting, Settings
+    from .wire.protocol import Request
+    from .wire.transport import Broker, ResultBackend
 
 PROJECT = "kernel"
 
@@ -49,6 +49,16 @@ def kernel_steps() -> Sequence[type[Step]]:
 
 
 @hookspec
+def kernel_settings() -> Sequence[Setting]:
+    """Return settings this plugin declares without a step (a plugin made of hooks alone).
+
+    Runs in the parent when the worker is built, like `kernel_steps`. Each `kernel.plugin.Setting`
+    names its key, default, converter and help; a value the converter refuses stops the worker
+    at start-up naming the key. Read values from `worker.settings` in any hook.
+    """
+
+
+@hookspec
 def kernel_cli_options() -> Sequence[click.Parameter]:
     """Return click options this plugin adds to `kernel start`, `kernel graph` and `kernel plugins`.
 
@@ -64,8 +74,8 @@ def kernel_configure(settings: Settings, worker: Worker) -> None:
     """Check or complete the merged settings before any step is built.
 
     Runs in the parent once per worker, after every explicit value was converted and checked.
-    Raise `kernel.ConfigError` to refuse a combination of settings; assign to `settings` to fill
-    in derived values. Returns nothing.
+    Raise ``ConfigError(key, message)`` to refuse a combination of settings (it prints as
+    "setting 'key': message"); assign to `settings` to fill in derived values. Returns nothing.
     """
 
 

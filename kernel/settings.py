@@ -89,6 +89,18 @@ def optional(convert: Converter) -> Converter:
     return convert_optional
 
 
+def at_least(minimum: float, convert: Converter = to_int) -> Converter:
+    """A number (converted by `convert`, an integer by default) no smaller than `minimum`."""
+
+    def convert_bounded(value: Any) -> Any:
+        number = convert(value)
+        if number < minimum:
+            raise ValueError(f"expected a number of at least {minimum:g}, got {value!r}")
+        return number
+
+    return convert_bounded
+
+
 def one_of(*choices: str) -> Converter:
     """A string that must be one of `choices`."""
 
@@ -123,10 +135,17 @@ _META = "kernel.setting"
 def setting(
     default: Any = None, *, convert: Converter = identity, help: str = "", key: str | None = None
 ) -> Any:
-    """Declare a bootstep's attrs field as a setting (keyed by the field name unless `key`)."""
+    """Declare a bootstep's attrs field as a setting (keyed by the field name unless `key`).
+
+    `convert` checks and converts a value somebody gave; the default is taken as written (a
+    step may default to None where any given value must be a number, say)."""
+
+    def convert_given(value: Any) -> Any:
+        return value if value is default else convert(value)
+
     return attrs.field(
         default=default,
-        converter=convert,
+        converter=convert_given,
         metadata={_META: {"convert": convert, "help": help, "key": key}},
     )
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from kernel import App, ConfigError, Worker
-from kernel.exceptions import MaxRetriesExceededError
-from kernel.results import EagerResult
+from kernel.client.results import EagerResult
+from kernel.wire.exceptions import MaxRetriesExceededError
 
 
 class Recorder:
@@ -286,7 +286,7 @@ def test_a_worker_refuses_unknown_and_bad_settings_in_the_apps_config() -> None:
 
 
 def test_results_are_disabled_without_a_backend_for_a_server_broker() -> None:
-    from kernel.exceptions import BackendError
+    from kernel.wire.exceptions import BackendError
 
     app = App(broker="memory://")
     with pytest.raises(BackendError, match="no result backend is configured; set result_backend"):

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from kernel import App, Worker, hookimpl
-from kernel.exceptions import Reject
-from kernel.protocol import encode_body, task_message
+from kernel.wire.exceptions import Reject
+from kernel.wire.protocol import encode_body, task_message
 
 
 def make_app(**settings: Any) -> App:
@@ -292,14 +292,14 @@ def test_unhonoured_task_options_are_named_at_start(
     caplog.set_level(logging.WARNING, logger="kernel.worker")
     Worker(app=app, settings={"worker_pool": "solo"}).build()
     assert (
-        "sets rate_limit='10/s', but no enabled plugin honours it; enable the ratelimit plugin"
-        in caplog.text
+        "sets rate_limit='10/s', but no enabled plugin honours it; enable one that does "
+        "(--plugin ratelimit)" in caplog.text
     )
     assert "sets time_limit=5, but no enabled plugin honours it" in caplog.text
 
 
 def test_worker_banner_lists_queues_and_tasks(app: App) -> None:
-    from kernel.banner import render
+    from kernel.cli.banner import render
 
     @app.task
     def add() -> None: ...
@@ -364,8 +364,8 @@ def test_worker_exits_with_1_when_the_broker_gives_up(
 ) -> None:
     import threading
 
-    from kernel.exceptions import BrokerUnreachable
-    from kernel.roles import BROKER
+    from kernel.engine.contracts import BROKER
+    from kernel.wire.exceptions import BrokerUnreachable
 
     worker = Worker(app=app, settings={"worker_pool": "solo"})
 
@@ -417,7 +417,7 @@ def test_the_consumer_hands_the_pool_as_many_as_it_asks_for(
     app: App, run_worker: Any, ahead: int | None, handed: int
 ) -> None:
     from kernel import Step
-    from kernel.roles import POOL
+    from kernel.engine.contracts import POOL
     from kernel.testing.helpers import wait_until
 
     pool = HoldingPool(ahead)
@@ -457,7 +457,7 @@ def test_the_consumer_hands_the_pool_as_many_as_it_asks_for(
 def test_the_window_opens_for_fast_tasks_and_stays_celerys_for_slow_ones(
     app: App, run_worker: Any
 ) -> None:
-    from kernel.roles import CONSUMER
+    from kernel.engine.contracts import CONSUMER
 
     @app.task
     def quick() -> None: ...

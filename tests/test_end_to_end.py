@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from kernel.exceptions import TaskRevokedError
 from kernel.testing.processes import WorkerProcess
+from kernel.wire.exceptions import TaskRevokedError
 
 PROJ = """
 import os, time

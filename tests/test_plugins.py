@@ -9,8 +9,9 @@ from typing import Any
 import attrs
 import pytest
 
+import kernel.manager
 from kernel import PluginError, PluginManager, Step, Worker, hookimpl
-from kernel.plugins import split_plugin_args
+from kernel.manager import split_plugin_args
 
 
 def test_unmarked_misspelled_hook_names_plugin_and_hook() -> None:
@@ -55,8 +56,9 @@ def test_unmarked_hook_functions_are_called() -> None:
     assert calls == ["w"]
 
 
-def test_unknown_plugin_name_suggests_the_known_one() -> None:
-    pm = PluginManager(discover=False)
+def test_unknown_plugin_name_suggests_the_known_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel.manager, "installed_plugins", dict)  # nothing installed
+    pm = PluginManager()
     with pytest.raises(
         PluginError,
         match="plugin 'ratelimit' is not installed; install it "
@@ -65,6 +67,12 @@ def test_unknown_plugin_name_suggests_the_known_one() -> None:
         pm.enable("ratelimit")
     with pytest.raises(PluginError, match="did you mean 'autoscale'"):
         pm.enable("autoscal")
+
+
+def test_a_manager_that_does_not_discover_says_so() -> None:
+    # not "is not installed": the plugin may well be installed, this manager just never looked
+    with pytest.raises(PluginError, match=r"not registered.*discover=False.*discover=True"):
+        PluginManager(discover=False).enable("pool.threads")
 
 
 def test_split_plugin_args() -> None:

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from kombu import serialization
 
-from kernel.exceptions import InvalidTaskError, NotRegistered, TaskRevokedError
-from kernel.protocol import (
+from kernel.wire.exceptions import InvalidTaskError, NotRegistered, TaskRevokedError
+from kernel.wire.meta import exception_from_meta, exception_to_meta, result_meta
+from kernel.wire.protocol import (
     decode_payload,
     decode_request,
     encode_body,
@@ -21,7 +22,6 @@ from kernel.protocol import (
     task_message,
     utcnow,
 )
-from kernel.results import exception_from_meta, exception_to_meta, result_meta
 
 CAPTURES = Path(__file__).parent / "data" / "celery_captures"
 JSON = serialization.prepare_accept_content(["json"])

@@ -13,7 +13,7 @@ from ..settings import Settings, declared_by, field_keys
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ..worker import Worker
+    from ..lifecycle import Node
 
 T = TypeVar("T")
 
@@ -82,13 +82,13 @@ class Step:
     after: ClassVar[tuple[str, ...]] = ()
     before: ClassVar[tuple[str, ...]] = ()
 
-    def start(self, worker: Worker) -> None:
+    def start(self, worker: Node) -> None:
         """Acquire resources and publish services; raise to abort the worker's start."""
 
-    def stop(self, worker: Worker) -> None:
+    def stop(self, worker: Node) -> None:
         """Stop gracefully: finish in-flight work, then release resources."""
 
-    def terminate(self, worker: Worker) -> None:
+    def terminate(self, worker: Node) -> None:
         """Stop now, abandoning in-flight work. Defaults to `stop`."""
         self.stop(worker)
 

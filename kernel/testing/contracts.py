@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from ..app import App
-from ..results import FAILURE, STARTED, SUCCESS, result_meta
-from ..roles import Broker, Pool, ResultBackend, Stored
-from ..worker import Worker
+from ..client.app import App
+from ..engine.contracts import Pool
+from ..engine.worker import Worker
+from ..wire.meta import FAILURE, STARTED, SUCCESS, result_meta
+from ..wire.transport import Broker, ResultBackend, Stored
 from .helpers import peak_concurrency
 from .helpers import wait_until as _wait
 
@@ -42,7 +43,7 @@ class PoolContract:
 
     @pytest.fixture
     def pool(self, pool_name: str, make_worker: Any) -> Iterator[Pool]:
-        from ..roles import POOL
+        from ..engine.contracts import POOL
 
         worker = make_worker(
             discover=True,
@@ -286,7 +287,7 @@ class BrokerContract:
         broker.close()
 
     def test_publish_many_delivers_each_in_order(self, app: App, queue: str) -> None:
-        from ..roles import Outgoing
+        from ..wire.transport import Outgoing
 
         broker = self.open(app)
         publish_many = getattr(broker, "publish_many", None)
@@ -436,7 +437,7 @@ class TimeLimitContract:
     def test_soft_limit_raises_inside_the_task_which_may_catch_it(
         self, app: App, pool_name: str
     ) -> None:
-        from ..exceptions import SoftTimeLimitExceeded
+        from ..wire.exceptions import SoftTimeLimitExceeded
 
         @app.task(soft_time_limit=0.5)
         def patient() -> str:
@@ -456,7 +457,7 @@ class TimeLimitContract:
             worker.stop()
 
     def test_hard_limit_fails_the_task_and_frees_its_slot(self, app: App, pool_name: str) -> None:
-        from ..exceptions import TimeLimitExceeded
+        from ..wire.exceptions import TimeLimitExceeded
 
         @app.task(time_limit=0.5)
         def endless() -> None:
@@ -480,8 +481,8 @@ class TimeLimitContract:
     def test_limits_from_the_message_and_changed_at_run_time(
         self, app: App, pool_name: str
     ) -> None:
-        from ..exceptions import TimeLimitExceeded
-        from ..roles import CONSUMER
+        from ..engine.contracts import CONSUMER
+        from ..wire.exceptions import TimeLimitExceeded
 
         @app.task
         def nap(seconds: float) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ..roles import Pool
+from ..engine.contracts import Pool
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:

@@ -8,10 +8,10 @@ from typing import Any
 
 from kombu.transport import memory
 
-from ..backend import BaseBackend
 from ..hookspecs import hookimpl
-from ..kombu_broker import KombuBroker
-from ..roles import Stored
+from ..wire.backend import BaseBackend
+from ..wire.kombu_broker import KombuBroker
+from ..wire.transport import Stored
 
 _RESULTS: dict[str, dict[str, tuple[str, bytes]]] = {}
 _LOCK = threading.Lock()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ..worker import Worker
+from ..engine.worker import Worker
 from .recorder import HookRecorder
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from ..plugins import PluginManager
+from ..manager import PluginManager
 
 
 @attrs.frozen

@@ -17,8 +17,8 @@ from interop_harness import (
 )
 
 from kernel import App
-from kernel.exceptions import NotRegistered, TaskRevokedError
-from kernel.task import new_id
+from kernel.wire.exceptions import NotRegistered, TaskRevokedError
+from kernel.wire.protocol import new_id
 
 
 @pytest.fixture(scope="module")

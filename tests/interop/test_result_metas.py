@@ -32,7 +32,7 @@ from interop_harness import (
 )
 
 from kernel import App
-from kernel.exceptions import TaskRevokedError
+from kernel.wire.exceptions import TaskRevokedError
 
 # Fields that name the task, its worker and its moment, so differ between two runs.
 RUN_FIELDS = ("date_done", "worker", "queue", "traceback")

@@ -12,8 +12,7 @@ import attrs
 import click
 
 from kernel import Step, Worker, hookimpl, setting
-from kernel.roles import CONSUMER, POOL, ConsumerState, Pool
-from kernel.settings import to_float
+from kernel.plugin import CONSUMER, POOL, ConsumerState, Pool, to_float
 
 log = logging.getLogger("kernel.autoscale")
 

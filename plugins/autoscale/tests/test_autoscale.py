@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kernel import App, ConfigError, Worker
-from kernel.roles import POOL
+from kernel.plugin import POOL
 from kernel.testing.helpers import wait_until
 
 POOLS = ["threads", "prefork"]

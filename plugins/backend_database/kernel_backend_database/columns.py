@@ -12,8 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from kernel.protocol import format_time, parse_time
-from kernel.results import EXCEPTION_STATES, exception_to_meta
+from kernel.plugin import EXCEPTION_STATES, exception_to_meta, format_time, parse_time
 
 EXTENDED = ("name", "args", "kwargs", "worker", "retries", "queue")
 

@@ -16,10 +16,7 @@ from kombu import serialization
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from kernel.backend import BaseBackend
-from kernel.exceptions import BackendError
-from kernel.results import SUCCESS
-from kernel.roles import Stored
+from kernel.plugin import SUCCESS, BackendError, BaseBackend, Stored
 
 from . import columns, schema, upsert, urls
 

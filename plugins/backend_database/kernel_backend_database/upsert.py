@@ -18,7 +18,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from kernel.results import SUCCESS
+from kernel.plugin import SUCCESS
 
 
 def write(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -9,7 +9,7 @@ import re
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from kernel.exceptions import BackendError
+from kernel.plugin import BackendError
 
 PREFIX = "db+"
 

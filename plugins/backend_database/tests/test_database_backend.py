@@ -17,9 +17,7 @@ from kernel_backend_database import DatabaseBackend, columns, kernel_result_back
 from kernel_backend_database import urls as db_urls
 
 from kernel import App
-from kernel.exceptions import BackendError
-from kernel.results import FAILURE, STARTED, SUCCESS, result_meta
-from kernel.roles import Stored
+from kernel.plugin import FAILURE, STARTED, SUCCESS, BackendError, Stored, result_meta
 from kernel.testing.contracts import BackendContract
 from kernel.testing.helpers import require_server
 

@@ -8,9 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kernel.backend import BaseBackend
-from kernel.localfile import path_from_url
-from kernel.roles import Stored
+from kernel.plugin import BaseBackend, Stored, path_from_url
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (

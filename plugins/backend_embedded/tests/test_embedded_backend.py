@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from kernel import App
-from kernel.results import SUCCESS, result_meta
-from kernel.roles import Stored
+from kernel.plugin import SUCCESS, Stored, result_meta
 from kernel.testing.contracts import BackendContract
 
 
@@ -25,8 +24,7 @@ def test_another_process_reads_what_one_stored(tmp_path: Path) -> None:
     url = f"embedded:///{tmp_path}/results.db"
     code = (
         "from kernel import App\n"
-        "from kernel.results import result_meta\n"
-        "from kernel.roles import Stored\n"
+        "from kernel.plugin import Stored, result_meta\n"
         f"b = App(broker='memory://', backend={url!r}).backend\n"
         "b.store([Stored('t1', 'SUCCESS', b.encode(result_meta('t1', 'SUCCESS', [1, 2])))])\n"
     )

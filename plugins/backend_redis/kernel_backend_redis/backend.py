@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -13,12 +12,15 @@ from urllib.parse import urlsplit
 import redis
 from redis.sentinel import Sentinel
 
-from kernel.backend import BaseBackend
-from kernel.errors import ConfigError
-from kernel.exceptions import BackendError
-from kernel.results import READY_STATES
-from kernel.retry import retry_call
-from kernel.roles import Stored
+from kernel.plugin import (
+    READY_STATES,
+    BackendError,
+    BaseBackend,
+    ConfigError,
+    Stored,
+    retry_call,
+    safe_url,
+)
 
 KEY_PREFIX = "celery-task-meta-"
 ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -77,10 +79,6 @@ return 0
 """
 NOTIFY_PREFIX = "kernel-result-notices-"
 HEARD_MAX = 10_000  # metas heard of but not yet asked for, kept per client thread
-
-
-def safe_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
 
 
 class RedisBackend(BaseBackend):

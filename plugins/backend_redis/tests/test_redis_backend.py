@@ -9,8 +9,7 @@ import pytest
 import redis
 
 from kernel import App
-from kernel.results import SUCCESS, result_meta
-from kernel.roles import Stored
+from kernel.plugin import SUCCESS, Stored, result_meta
 from kernel.testing.contracts import BackendContract
 from kernel.testing.helpers import require_server
 
@@ -62,7 +61,7 @@ def test_key_prefix_as_celery_joins_it() -> None:
 
 
 def test_unreachable_server_is_one_line_naming_host_and_port() -> None:
-    from kernel.exceptions import BackendError
+    from kernel.plugin import BackendError
 
     app = App(
         broker="memory://",

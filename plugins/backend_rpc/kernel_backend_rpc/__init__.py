@@ -9,9 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kernel import hookimpl
-from kernel.backend import BaseBackend
-from kernel.results import READY_STATES, SUCCESS
-from kernel.roles import Broker, Message, QueueSpec, Stored
+from kernel.plugin import READY_STATES, SUCCESS, BaseBackend, Broker, Message, QueueSpec, Stored
 
 __all__ = ["RPCBackend"]
 

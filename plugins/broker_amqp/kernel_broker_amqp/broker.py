@@ -10,10 +10,7 @@ from typing import TYPE_CHECKING, Any
 from amqp.exceptions import NotFound
 from kombu.entity import Exchange, Queue, maybe_delivery_mode
 
-from kernel.exceptions import BrokerUnreachable
-from kernel.kombu_broker import KombuBroker
-from kernel.retry import intervals
-from kernel.roles import Outgoing, QueueSpec
+from kernel.plugin import BrokerUnreachable, KombuBroker, Outgoing, QueueSpec, intervals
 
 from .connector import CONNECT_ERRORS, Connector, close_quietly, reason
 from .options import AmqpOptions
@@ -23,8 +20,7 @@ from .urls import split_urls
 from .waking import Waker
 
 if TYPE_CHECKING:
-    from kernel.app import App
-    from kernel.roles import Message
+    from kernel.plugin import App, Message
 
 log = logging.getLogger("kernel.broker.amqp")
 

@@ -9,7 +9,7 @@ from amqp.exceptions import AMQPError, ConsumerCancelled
 from kombu.connection import Connection
 from kombu.exceptions import KombuError
 
-from kernel.exceptions import BrokerUnreachable
+from kernel.plugin import BrokerUnreachable
 
 from .options import AmqpOptions
 from .urls import describe, scheme_of

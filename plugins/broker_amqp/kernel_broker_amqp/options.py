@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from kernel.app import App
+    from kernel.plugin import App
 
 DEFAULT_HEARTBEAT = 60.0
 # Reconnect backoff: the first retry at once (a forced close usually means the server is up),

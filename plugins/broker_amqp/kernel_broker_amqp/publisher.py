@@ -13,8 +13,7 @@ from amqp.exceptions import AMQPError, ChannelError, MessageNacked
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.exceptions import OperationalError
 
-from kernel.exceptions import BrokerUnreachable
-from kernel.retry import retry_call
+from kernel.plugin import BrokerUnreachable, retry_call
 
 from . import framing
 from .connector import Connector, close_quietly, reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from kernel.kombu_broker import safe_url
+from kernel.plugin import safe_url
 
 SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 DEFAULT_PORT = 5672

@@ -17,7 +17,7 @@ from kernel_broker_amqp import AmqpBroker
 from kombu.connection import Connection
 
 from kernel import App
-from kernel.exceptions import BrokerUnreachable
+from kernel.plugin import BrokerUnreachable
 
 UNREACHABLE = "amqp://guest:secret@127.0.0.1:1//"
 

@@ -22,7 +22,7 @@ from kernel_broker_amqp import framing
 from kernel_broker_amqp.broker import amqp_properties
 from kernel_broker_amqp.reading import FrameReader, decode_properties
 
-from kernel.roles import Outgoing
+from kernel.plugin import Outgoing
 
 
 class Level(enum.IntEnum):

@@ -13,7 +13,7 @@ import pytest
 from kombu.connection import Connection
 
 from kernel import App, Worker
-from kernel.exceptions import BrokerUnreachable
+from kernel.plugin import BrokerUnreachable
 from kernel.testing.helpers import wait_until
 
 

@@ -15,7 +15,7 @@ from kombu.entity import Exchange, Queue
 from kombu.messaging import Producer
 
 from kernel import App
-from kernel.roles import Outgoing
+from kernel.plugin import Outgoing
 
 
 def _get(url: str, queue: str) -> Any:

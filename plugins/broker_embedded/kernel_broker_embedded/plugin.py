@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernel import hookimpl
-from kernel.kombu_broker import KombuBroker
+from kernel.plugin import KombuBroker
 
 from .transport import Transport
 

@@ -6,8 +6,8 @@ import pathlib
 from typing import Any
 from urllib.parse import urlsplit
 
-from kernel.localfile import path_from_url as _core_path_from_url
-from kernel.localfile import path_from_url_path
+from kernel.plugin import path_from_url as _core_path_from_url
+from kernel.plugin import path_from_url_path
 
 SCHEME = "embedded"
 DEFAULT_NAME = "broker.db"

@@ -25,9 +25,7 @@ from typing import Any
 
 import redis
 
-from kernel.exceptions import BrokerUnreachable
-from kernel.retry import retry_call
-from kernel.roles import Outgoing, QueueSpec
+from kernel.plugin import BrokerUnreachable, Outgoing, QueueSpec, retry_call
 
 from .envelope import body_of, envelope, parse
 from .keys import SEP, Keys

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from kernel.task import new_id
+from kernel.plugin import new_id
 
 
 def envelope(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -11,13 +10,9 @@ import attrs
 import redis
 from redis.sentinel import Sentinel
 
-from kernel.errors import ConfigError
+from kernel.plugin import ConfigError, safe_url
 
 SCHEMES = ("redis", "rediss", "sentinel")
-
-
-def safe_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
 
 
 @attrs.frozen

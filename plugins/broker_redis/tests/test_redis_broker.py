@@ -16,7 +16,7 @@ import redis
 from kernel_broker_redis.scripts import FETCH
 
 from kernel import App, Worker
-from kernel.exceptions import BrokerUnreachable
+from kernel.plugin import BrokerUnreachable
 from kernel.testing.contracts import BrokerContract
 from kernel.testing.helpers import wait_until
 

@@ -16,7 +16,7 @@ import attrs
 import click
 
 from kernel import ConfigError, Step, Worker, hookimpl, setting
-from kernel.settings import optional, to_int
+from kernel.plugin import optional, to_int
 
 log = logging.getLogger("kernel.maxtasks")
 

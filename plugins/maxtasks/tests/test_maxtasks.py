@@ -65,7 +65,7 @@ def test_options_exist_only_with_the_plugin(tmp_path: Path) -> None:
 LEAKY = """
 import os
 from kernel import App
-from kernel.proc import rss_kib
+from kernel.plugin import rss_kib
 
 app = App("leaky", broker="embedded:///{tmp}/b.db", backend="embedded:///{tmp}/r.db")
 HOARD = []

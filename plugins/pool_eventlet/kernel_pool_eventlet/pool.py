@@ -13,7 +13,7 @@ import eventlet
 from eventlet import greenthread, hubs, patcher
 from eventlet.event import Event as GreenEvent
 
-from kernel.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from kernel.plugin import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from .patch import is_patched
 

@@ -12,7 +12,7 @@ import time
 import redis
 
 from kernel import App
-from kernel.exceptions import SoftTimeLimitExceeded
+from kernel.plugin import SoftTimeLimitExceeded
 
 app = App(
     "green_tasks",

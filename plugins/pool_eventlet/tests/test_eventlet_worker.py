@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from kernel import App
-from kernel.exceptions import TimeLimitExceeded
+from kernel.plugin import TimeLimitExceeded
 from kernel.testing.helpers import require_server
 
 REDIS = "redis://127.0.0.1:6379/15"
@@ -105,7 +105,7 @@ def test_the_contracts_pass_in_an_eventlet_patched_pytest() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from kernel.launcher import patch_for; "
+            "import sys; from kernel.testing.patching import patch_for; "
             "assert patch_for(['-P', 'eventlet']) == 'pool.eventlet'; "
             "import pytest; sys.exit(pytest.main(sys.argv[1:]))",
             str(contract),

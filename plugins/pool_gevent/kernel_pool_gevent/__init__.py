@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kernel.hookspecs import hookimpl
+from kernel.plugin import hookimpl
 
 if TYPE_CHECKING:
-    from kernel.bootsteps import Step
+    from kernel.plugin import Step
 
 
 @hookimpl

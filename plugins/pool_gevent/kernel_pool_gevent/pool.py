@@ -13,7 +13,7 @@ import gevent
 from gevent import Greenlet, Timeout, monkey
 from gevent.event import Event as GreenEvent
 
-from kernel.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from kernel.plugin import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from .patch import is_patched
 

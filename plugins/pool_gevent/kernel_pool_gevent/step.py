@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from kernel import Step, Worker, setting
-from kernel.roles import POOL
-from kernel.settings import optional, to_int
+from kernel.plugin import POOL, optional, to_int
 
 if TYPE_CHECKING:
     from .pool import GeventPool

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kernel_pool_gevent.patch import is_patched
 
-from kernel.roles import Pool
+from kernel.plugin import Pool
 from kernel.testing.contracts import PoolContract, TimeLimitContract
 
 # Unpatched, a task blocking in the standard library (threading.Event.wait, time.sleep) holds

@@ -15,8 +15,7 @@ import pytest
 from kernel_pool_gevent.pool import GeventPool
 
 from kernel import hookimpl
-from kernel.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from kernel.roles import POOL
+from kernel.plugin import POOL, SoftTimeLimitExceeded, TimeLimitExceeded
 from kernel.testing.helpers import wait_until
 
 
@@ -247,7 +246,7 @@ def test_child_init_runs_once_when_the_worker_starts_the_pool(make_worker: Any) 
 def test_the_plugin_imports_no_gevent_and_patches_only_when_asked() -> None:
     check = (
         "import sys, kernel_pool_gevent\n"
-        "from kernel.launcher import patch_for\n"
+        "from kernel.testing.patching import patch_for\n"
         "assert kernel_pool_gevent.kernel_task_options() == ['time_limit', 'soft_time_limit']\n"
         "assert patch_for(['start', '-P', 'threads']) is None\n"
         "assert 'gevent' not in sys.modules, 'imported gevent'\n"

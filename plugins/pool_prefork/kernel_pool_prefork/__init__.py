@@ -7,8 +7,7 @@ from typing import Any
 import attrs
 
 from kernel import Step, Worker, hookimpl, setting
-from kernel.roles import POOL
-from kernel.settings import optional, to_int
+from kernel.plugin import POOL, optional, to_int
 
 from .pool import PreforkPool, default_concurrency
 

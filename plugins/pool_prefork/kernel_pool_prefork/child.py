@@ -11,8 +11,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from kernel.exceptions import SoftTimeLimitExceeded
-from kernel.proc import rss_kib
+from kernel.plugin import SoftTimeLimitExceeded, rss_kib
 
 from .functions import FunctionTable
 

@@ -15,8 +15,7 @@ from typing import Any
 import billiard
 from billiard.connection import wait
 
-from kernel.exceptions import TimeLimitExceeded, WorkerLostError
-from kernel.pace import Pace
+from kernel.plugin import Pace, TimeLimitExceeded, WorkerLostError
 
 from .child import STOP, serve
 from .children import Child, Job, exit_reason

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kernel_pool_prefork import PreforkPool
 
-from kernel.exceptions import WorkerLostError
+from kernel.plugin import WorkerLostError
 
 
 class Results:

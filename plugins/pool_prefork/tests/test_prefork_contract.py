@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from kernel_pool_prefork import PreforkPool
 
-from kernel.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from kernel.roles import Pool
+from kernel.plugin import Pool, SoftTimeLimitExceeded, TimeLimitExceeded
 from kernel.testing.contracts import PoolContract, TimeLimitContract
 from kernel.testing.helpers import peak_concurrency, wait_until
 

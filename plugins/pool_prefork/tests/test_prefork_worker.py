@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kernel import App, Worker, hookimpl
-from kernel.exceptions import WorkerLostError
+from kernel.plugin import WorkerLostError
 
 
 @pytest.fixture

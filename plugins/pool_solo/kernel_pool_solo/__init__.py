@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from kernel import Step, Worker, hookimpl
-from kernel.roles import POOL
+from kernel.plugin import POOL
 
 
 class SoloPool:

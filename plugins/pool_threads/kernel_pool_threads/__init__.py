@@ -5,8 +5,7 @@ from __future__ import annotations
 import attrs
 
 from kernel import Step, Worker, hookimpl, setting
-from kernel.roles import POOL
-from kernel.settings import optional, to_int
+from kernel.plugin import POOL, optional, to_int
 
 from .pool import ThreadPool, default_concurrency
 

@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kernel.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from kernel.pace import Pace
-from kernel.proc import rss_kib
+from kernel.plugin import Pace, SoftTimeLimitExceeded, TimeLimitExceeded, rss_kib
 
 log = logging.getLogger("kernel.pool.threads")
 

@@ -59,7 +59,7 @@ def test_recycle_hook_is_asked_with_the_threads_task_count(make_worker: Any) -> 
             assert rss_kib > 0
             return tasks >= 2
 
-    from kernel.roles import POOL
+    from kernel.plugin import POOL
 
     worker = make_worker(
         Policy(), discover=True, settings={"worker_pool": "threads", "worker_concurrency": 1}

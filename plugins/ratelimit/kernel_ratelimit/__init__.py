@@ -15,11 +15,7 @@ from typing import Any
 import attrs
 
 from kernel import ConfigError, Step, Worker, hookimpl, setting
-from kernel.bootsteps import ServiceKey
-from kernel.protocol import Request
-from kernel.rates import parse_rate
-from kernel.settings import one_of, optional, to_bool, to_str
-from kernel.task import Task
+from kernel.plugin import Request, ServiceKey, Task, one_of, optional, parse_rate, to_bool, to_str
 
 from .limiters import ClusterBudget, Limiter, TokenBuckets
 

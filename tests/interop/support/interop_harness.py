@@ -16,7 +16,7 @@ import redis
 from interop_apps import Deployment, results_db
 from kombu.connection import Connection
 
-import kernel.exceptions
+import kernel.wire.exceptions
 from kernel.testing.processes import WorkerProcess
 
 SUPPORT = Path(__file__).parent
@@ -102,7 +102,7 @@ class InteropWorker(WorkerProcess):
         while True:
             try:
                 return result.get(timeout=0.5, propagate=propagate)
-            except (celery.exceptions.TimeoutError, kernel.exceptions.TimeoutError):
+            except (celery.exceptions.TimeoutError, kernel.wire.exceptions.TimeoutError):
                 pass
             broke = self.crash_marker is not None and any(
                 self.crash_marker in line for line in self.lines[start:]

@@ -1,11 +1,19 @@
-"""The roles plugins fill, as Protocols, and the service keys steps share them under."""
+"""What a broker and a result backend must do (Protocols), and the values they carry."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from .bootsteps import ServiceKey
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+class Configured(Protocol):
+    """What a transport reads of the app that opens it: its settings (`app.conf`)."""
+
+    @property
+    def conf(self) -> Settings: ...
 
 
 class QueueSpec(NamedTuple):
@@ -144,73 +152,3 @@ class ResultBackend(Protocol):
 
     def close(self) -> None:
         """Release connections."""
-
-
-class Pool(Protocol):
-    """Runs functions on a bounded number of slots (processes, threads or green threads)."""
-
-    @property
-    def concurrency(self) -> int:
-        """How many functions may run at once."""
-
-    def apply(
-        self,
-        fn: Callable[[Any], Any],
-        arg: Any,
-        callback: Callable[[Any], None],
-        error_callback: Callable[[BaseException], None],
-        timeouts: tuple[float | None, float | None] = (None, None),
-    ) -> None:
-        """Run `fn(arg)` on a slot; then `callback(result)`, or `error_callback(exc)` if the slot
-        was lost (a dead child: WorkerLostError; the hard limit: TimeLimitExceeded). Callbacks
-        may run in any thread.
-
-        `timeouts` is (soft, hard) in seconds, None for no limit. A pool that can, raises
-        SoftTimeLimitExceeded inside `fn` at the soft limit, and at the hard limit stops `fn`
-        and frees the slot; a pool honouring limits says so through `kernel_task_options`."""
-
-    # Optional: `ahead`, an int property: how many jobs beyond its slots the pool wants
-    # handed to it now. A pool that sends work to its slots in batches wants more; without
-    # it, the consumer hands over one job per slot beyond the running ones.
-
-    def grow(self, n: int = 1) -> None:
-        """Add `n` slots (autoscale, `pool_grow`)."""
-
-    def shrink(self, n: int = 1) -> None:
-        """Remove `n` slots once they are idle; running work finishes."""
-
-    def stop(self) -> None:
-        """Let everything submitted finish, then release the slots."""
-
-    def terminate(self) -> None:
-        """Release the slots now, abandoning running work. Must not raise."""
-
-    def info(self) -> dict[str, Any]:
-        """Figures for `stats`: implementation, max-concurrency, processes/threads."""
-
-
-class ConsumerState(Protocol):
-    """What the consumer step shares with policy plugins (autoscale, remote control)."""
-
-    active: int
-    processed: int
-
-    @property
-    def waiting(self) -> int:
-        """Received tasks that are due and wait for a pool slot."""
-
-    @property
-    def prefetch_slots(self) -> int | None:
-        """Slots the prefetch window is sized for; None means the pool's current size."""
-
-    @prefetch_slots.setter
-    def prefetch_slots(self, value: int | None) -> None: ...
-
-    def set_time_limit(self, task_name: str, soft: float | None, hard: float | None) -> None:
-        """Change a task's time limits while the worker runs (applies to tasks started later)."""
-
-
-BROKER: ServiceKey[Broker] = ServiceKey("broker")
-CONSUMER: ServiceKey[ConsumerState] = ServiceKey("consumer")
-BACKEND: ServiceKey[ResultBackend] = ServiceKey("backend")
-POOL: ServiceKey[Pool] = ServiceKey("pool")

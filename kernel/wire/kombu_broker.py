@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,19 +11,15 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from .exceptions import BrokerUnreachable
-from .roles import QueueSpec
+from .transport import Configured, QueueSpec
+from .urls import safe_url
 
 if TYPE_CHECKING:
-    from .app import App
-    from .roles import Message
+    from .transport import Message
 
 
 # publishing connections kept open between publishes (more are opened while many publish at once)
 MAX_IDLE_PUBLISHERS = 8
-
-
-def safe_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
 
 
 def _as_sent(on_message: Callable[[Message], None]) -> Callable[[Any], None]:
@@ -72,7 +67,7 @@ class KombuBroker:
         self._consumer: Any = None
 
     @classmethod
-    def for_app(cls, url: str, app: App, **kwargs: Any) -> KombuBroker:
+    def for_app(cls, url: str, app: Configured, **kwargs: Any) -> KombuBroker:
         conf = app.conf
         return cls(
             url,

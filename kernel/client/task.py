@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
-import os
 import random
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..wire.exceptions import MaxRetriesExceededError, Retry
+from ..wire.protocol import Request, utcnow
+from .arguments import ARITIES, signature_of
 from .canvas import Signature
-from .exceptions import MaxRetriesExceededError, Retry
-from .protocol import Request, utcnow
+from .trace import apply_eagerly
 
 if TYPE_CHECKING:
     from .app import App
@@ -191,10 +191,10 @@ class Task:
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError now for a call the function could not accept, instead of on a worker."""
         try:
-            signature = _signature_of(type(self))
+            signature = signature_of(type(self))
         except (TypeError, ValueError):
             return
-        arity = _ARITIES.get(type(self))
+        arity = ARITIES.get(type(self))
         if arity is not None and not kwargs and arity[0] <= len(args) <= arity[1]:
             return  # positional arguments only, as many as it takes: no need to bind them
         try:
@@ -215,8 +215,6 @@ class Task:
         **options: Any,
     ) -> EagerResult:
         """Run the task here, now, and return its result (retries run at once, in order)."""
-        from .execute import apply_eagerly
-
         return apply_eagerly(
             self,
             list(args or ()),
@@ -395,41 +393,3 @@ _STANDARD_HEADERS = frozenset(
         "redelivered",
     }
 )
-
-_SIGNATURES: dict[type, inspect.Signature] = {}
-_ARITIES: dict[type, tuple[int, int] | None] = {}
-
-
-def _signature_of(cls: type[Task]) -> inspect.Signature:
-    """The call signature of a task's run(), cached per class (checked on every send)."""
-    found = _SIGNATURES.get(cls)
-    if found is None:
-        raw = inspect.getattr_static(cls, "run")
-        if isinstance(raw, staticmethod):  # a plain function: every parameter is the caller's
-            found = inspect.signature(raw.__func__)
-        else:  # a method, or a bound task's function: the first parameter is the task
-            full = inspect.signature(raw)
-            found = full.replace(parameters=list(full.parameters.values())[1:])
-        _SIGNATURES[cls] = found
-        _ARITIES[cls] = _arity(found)
-    return found
-
-
-def _arity(signature: inspect.Signature) -> tuple[int, int] | None:
-    """(fewest, most) positional arguments, for a signature of plain positional parameters."""
-    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    params = list(signature.parameters.values())
-    if any(p.kind not in plain for p in params):
-        return None
-    required = sum(p.default is inspect.Parameter.empty for p in params)
-    return required, len(params)
-
-
-def new_id() -> str:
-    """A random (version 4) UUID as text, as `str(uuid.uuid4())` makes it, in a third of the
-    time: one is made for every message sent."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -14,18 +14,17 @@ from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any, NamedTuple, TypeVar, overload
 
+from ..errors import PluginError
+from ..manager import PluginManager
+from ..settings import Settings
+from ..wire.backend import DisabledBackend
+from ..wire.protocol import NOTIFY_HEADER, Request, encode_body, new_id, task_message, utcnow
+from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend
 from .canvas import as_signature_list
-from .defaults import CORE_SETTINGS
-from .errors import PluginError
-from .known import backend_plugin_for, broker_plugin_for
-from .plugins import PluginManager
-from .protocol import NOTIFY_HEADER, Request, encode_body, task_message, utcnow
+from .config import CORE_SETTINGS
 from .rates import parse_rate
 from .results import AsyncResult
-from .roles import Broker, Outgoing, QueueSpec, ResultBackend
-from .settings import Settings
 from .task import Task as TaskBase
-from .task import new_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,7 +146,7 @@ class App:
         """The result backend URL: the embedded one only if the broker is embedded too."""
         if self.conf.result_backend:
             return str(self.conf.result_backend)
-        return "embedded://" if broker_plugin_for(self.broker_url) == "broker.embedded" else None
+        return DEFAULT_BROKER if _scheme(self.broker_url) == _scheme(DEFAULT_BROKER) else None
 
     # -- tasks -------------------------------------------------------------------------------
     @overload
@@ -209,10 +208,10 @@ class App:
         with self._lock:
             if self._pm is None:
                 pm = PluginManager()
-                pm.enable(broker_plugin_for(self.broker_url))
+                pm.enable(pm.plugin_for_url("broker", self.broker_url, "broker_url"))
                 backend_url = self.backend_url
                 if backend_url:
-                    pm.enable(backend_plugin_for(backend_url))
+                    pm.enable(pm.plugin_for_url("backend", backend_url, "result_backend"))
                 self._pm = pm
             return self._pm
 
@@ -240,8 +239,6 @@ class App:
     def open_backend(self, pm: PluginManager) -> ResultBackend:
         url = self.backend_url
         if url is None:
-            from .backend import DisabledBackend
-
             return DisabledBackend()
         backend = pm.hook.kernel_result_backend(url=url, app=self)
         if backend is None:
@@ -473,7 +470,7 @@ class App:
 
 
 def _scheme(url: str) -> str:
-    return url.split("://", 1)[0]
+    return url.split(";", 1)[0].strip().split("://", 1)[0].lower()
 
 
 def _is_imported_callable(module: ModuleType, value: Any) -> bool:

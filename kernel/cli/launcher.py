@@ -43,6 +43,6 @@ def patch_for(argv: Sequence[str]) -> str | None:
 
 def main() -> None:
     patch_for(sys.argv[1:])
-    from .cli import main as cli_main
+    from .commands import main as cli_main
 
     cli_main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .errors import KernelError
+from ..errors import KernelError
 
 # Where Celery keeps each of these, so results we store name a class Celery can import, and
 # results Celery stores map back onto ours.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kombu import serialization
 
-from .exceptions import (
+from ..wire.exceptions import (
     BrokerUnreachable,
     InvalidTaskError,
     NotRegistered,
@@ -31,16 +31,17 @@ from .exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from .execute import Executor, Outcome, StoreHere, stored_item
-from .protocol import NOTIFY_HEADER, Request, decode_payload, decode_request, utcnow
-from .results import FAILURE, REJECTED, REVOKED, STARTED, SUCCESS, result_meta
-from .roles import Stored
+from ..wire.meta import FAILURE, REJECTED, REVOKED, STARTED, SUCCESS, result_meta
+from ..wire.protocol import NOTIFY_HEADER, Request, decode_payload, decode_request, utcnow
+from ..wire.transport import Stored
+from .executor import Executor, Outcome, StoreHere, stored_item
 
 if TYPE_CHECKING:
-    from .app import App
-    from .roles import Broker, Message, Pool, ResultBackend
-    from .task import Task
-    from .worker import Worker
+    from ..client.app import App
+    from ..client.task import Task
+    from ..lifecycle import Node
+    from ..wire.transport import Broker, Message, ResultBackend
+    from .contracts import Pool
 
 log = logging.getLogger("kernel.worker")
 
@@ -70,7 +71,7 @@ class Consumer:
 
     def __init__(
         self,
-        worker: Worker,
+        worker: Node,
         app: App,
         broker: Broker,
         backend: ResultBackend,

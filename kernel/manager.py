@@ -6,18 +6,20 @@ import difflib
 import importlib.metadata
 import inspect
 import os
+import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
-from .known import KNOWN_PLUGINS, distribution_for
+from .catalog import PUBLISHED, distribution_for
+from .errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "kernel.plugins"
+SCHEME_GROUP = "kernel.schemes"  # "<role>.<scheme>" = the object reference of the plugin serving it
 ENV_PLUGINS = "KERNEL_PLUGINS"
 ENV_TRACE = "KERNEL_TRACE_HOOKS"
 BLOCK_PREFIX = "no:"
@@ -62,6 +64,21 @@ def installed_plugins() -> dict[str, Installed]:
     return dict(sorted(found.items()))
 
 
+def declared_schemes(installed: Mapping[str, Installed]) -> dict[str, str]:
+    """ "<role>.<scheme>" -> the installed plugin that declares it serves that URL scheme.
+
+    A plugin declares the schemes it serves beyond "<role>.<its name>" (``rediss`` for
+    ``broker.redis``) in the entry-point group `kernel.schemes`, naming its own object
+    reference, so no plugin is imported to learn what it serves."""
+    by_reference = {entry.value: name for name, entry in reversed(list(installed.items()))}
+    found: dict[str, str] = {}
+    for ep in importlib.metadata.entry_points(group=SCHEME_GROUP):
+        name = by_reference.get(ep.value)
+        if name is not None:
+            found.setdefault(ep.name, name)
+    return found
+
+
 def split_plugin_args(values: Iterable[str]) -> tuple[list[str], list[str]]:
     """Split `--plugin` style values (comma lists allowed; `no:NAME` blocks) into enable/block."""
     enable: list[str] = []
@@ -90,6 +107,7 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self._discover = discover
         self._installed: dict[str, Installed] | None = None
+        self._schemes: dict[str, str] | None = None
         if os.environ.get(ENV_TRACE):
             self.trace.root.setwriter(sys.stderr.write)
             self.enable_tracing()
@@ -105,11 +123,35 @@ class PluginManager(pluggy.PluginManager):
         """The entry point a registered plugin was loaded from (None for objects added directly)."""
         return self.installed.get(name)
 
+    def plugin_for_url(self, role: str, url: str, key: str) -> str:
+        """The plugin serving `url`'s scheme for `role`: the one that declares it, else
+        "<role>.<scheme>" (a scheme's part before "+" counts too: db+postgresql -> db).
+
+        A URL without "://" goes to the plugin its first word names, if there is one, which
+        says best what it expected; otherwise it is refused here, naming setting `key`."""
+        first = url.split(";", 1)[0].strip()  # several URLs fail over; the first picks
+        word = re.match(r"[A-Za-z][A-Za-z0-9+.-]*", first)
+        scheme = word.group(0).lower() if word else ""
+        if self._schemes is None:
+            self._schemes = declared_schemes(self.installed) if self._discover else {}
+        base = scheme.split("+", 1)[0]
+        found = self._schemes.get(f"{role}.{scheme}") or self._schemes.get(f"{role}.{base}")
+        name = found or f"{role}.{base}"
+        well_formed = bool(word) and first[len(scheme) :].startswith("://")
+        if not well_formed and not (found or name in self.installed):
+            raise ConfigError(key, f"bad URL {first!r}: expected SCHEME://..., e.g. redis://host")
+        return name
+
     def missing_message(self, name: str) -> str:
+        if not self._discover:
+            return (
+                f"plugin {name!r} is not registered: this manager does not look at installed "
+                "plugins (discover=False); register the plugin object, or pass discover=True"
+            )
         dist = distribution_for(name)
         if dist:
             return f"plugin {name!r} is not installed; install it with: pip install {dist}"
-        candidates = [*self.installed, *KNOWN_PLUGINS]
+        candidates = [*self.installed, *PUBLISHED]
         close = difflib.get_close_matches(name, candidates, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"plugin {name!r} is not installed{hint} (see `kernel plugins`)"

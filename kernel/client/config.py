@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .settings import (
+from ..settings import (
     Setting,
     identity,
     one_of,

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from ..engine.worker import Worker
 
 
 def core_version() -> str:

@@ -1,4 +1,4 @@
-"""The steps the core adds to a worker that has an app: broker, backend, consumer."""
+"""The core's own plugins, which a worker with an app enables: broker, backend, consumer."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .bootsteps import Step
+from ..bootsteps import Step
+from ..client.trace import call_task
+from ..hookspecs import hookimpl
+from ..settings import optional, setting, to_bool, to_int, to_str_list
 from .consumer import Consumer
-from .execute import call_task
-from .hookspecs import hookimpl
-from .roles import BACKEND, BROKER, CONSUMER, POOL
-from .settings import optional, setting, to_bool, to_int, to_str_list
+from .contracts import BACKEND, BROKER, CONSUMER, POOL
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from ..lifecycle import Node
 
 
 @attrs.define
@@ -23,12 +23,12 @@ class BrokerStep(Step):
 
     name = "broker"
 
-    def start(self, worker: Worker) -> None:
+    def start(self, worker: Node) -> None:
         broker = worker.app.open_broker(worker.pm)
         broker.connect()
         worker.services[BROKER] = broker
 
-    def stop(self, worker: Worker) -> None:
+    def stop(self, worker: Node) -> None:
         broker = worker.services.pop(BROKER)
         if broker is not None:
             broker.close()
@@ -38,10 +38,10 @@ class BrokerStep(Step):
 class BackendStep(Step):
     name = "backend"
 
-    def start(self, worker: Worker) -> None:
+    def start(self, worker: Node) -> None:
         worker.services[BACKEND] = worker.app.open_backend(worker.pm)
 
-    def stop(self, worker: Worker) -> None:
+    def stop(self, worker: Node) -> None:
         backend = worker.services.pop(BACKEND)
         if backend is not None:
             backend.close()
@@ -61,10 +61,10 @@ class ConsumerStep(Step):
     worker_queues: list[str] | None = setting(None, convert=optional(to_str_list), help="queues")
     consumer: Consumer | None = attrs.field(default=None, init=False)
 
-    def queues(self, worker: Worker) -> list[str]:
+    def queues(self, worker: Node) -> list[str]:
         return self.worker_queues or [worker.app.conf.task_default_queue]
 
-    def start(self, worker: Worker) -> None:
+    def start(self, worker: Node) -> None:
         self.consumer = Consumer(
             worker,
             worker.app,
@@ -78,11 +78,11 @@ class ConsumerStep(Step):
         self.consumer.start()
         worker.services[CONSUMER] = self.consumer
 
-    def stop(self, worker: Worker) -> None:
+    def stop(self, worker: Node) -> None:
         if self.consumer is not None:
             self.consumer.stop()
 
-    def terminate(self, worker: Worker) -> None:
+    def terminate(self, worker: Node) -> None:
         if self.consumer is not None:
             self.consumer.terminate()
 
@@ -108,9 +108,8 @@ class ConsumerPlugin(CorePlugin):
     kernel_execute_task.innermost = True  # type: ignore[attr-defined]
 
 
-def core_plugins() -> list[CorePlugin]:
-    return [
-        CorePlugin("core.broker", BrokerStep),
-        CorePlugin("core.backend", BackendStep),
-        ConsumerPlugin("core.consumer", ConsumerStep),
-    ]
+# published as entry points (core.broker, core.backend, core.consumer) in the core's own
+# distribution: enabled by name, listed by `kernel plugins`, replaceable like any plugin
+broker_plugin = CorePlugin("core.broker", BrokerStep)
+backend_plugin = CorePlugin("core.backend", BackendStep)
+consumer_plugin = ConsumerPlugin("core.consumer", ConsumerStep)

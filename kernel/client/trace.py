@@ -1,26 +1,23 @@
-"""Running one request: the task call, its outcome, callbacks and chains, and the meta to store."""
+"""Running one request: the task call, how it ended, its callbacks and chains; `task.apply()`."""
 
 from __future__ import annotations
 
 import logging
-import time
 import traceback as tb
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import results
+from ..wire.exceptions import Ignore, Reject, Retry
+from ..wire.meta import FAILURE, IGNORED, REJECTED, RETRY, SUCCESS, result_meta
+from ..wire.protocol import Request, new_id
+from .arguments import signature_of
 from .canvas import Signature, as_signature_list
-from .exceptions import Ignore, NotRegistered, Reject, Retry
-from .protocol import NOTIFY_HEADER, Request, safe_repr
-from .results import FAILURE, IGNORED, REJECTED, RETRY, SUCCESS, EagerResult, result_meta
-from .roles import Stored
+from .results import EagerResult
 
 if TYPE_CHECKING:
     from .app import App
-    from .plugins import PluginManager
-    from .roles import ResultBackend
     from .task import Task
 
 log = logging.getLogger("kernel.worker")
@@ -35,33 +32,6 @@ class Traced:
     traceback: str | None = None
     children: list[Any] = attrs.Factory(list)
     requeue: bool = False
-
-
-@attrs.define(slots=True)
-class Outcome:
-    """What the worker needs after a run: the state, the encoded meta to store, how to ack.
-
-    Crosses process boundaries (prefork), so it holds only plain data."""
-
-    task_id: str
-    state: str
-    encoded: bytes | None
-    requeue: bool = False
-    runtime: float = 0.0
-    summary: str = ""
-
-
-class StoreHere(NamedTuple):
-    """A request whose result the Executor stores itself, where the task ran (see Executor)."""
-
-    request: Request
-
-
-def stored_item(request: Request, outcome: Outcome) -> Stored:
-    """The outcome as the backend stores it, with where its client waits for notice."""
-    assert outcome.encoded is not None
-    notify = request.headers.get(NOTIFY_HEADER)
-    return Stored(outcome.task_id, outcome.state, outcome.encoded, request.reply_to, notify)
 
 
 def trace(task: Task, request: Request, call: Callable[[Task, Request], Any]) -> Traced:
@@ -152,10 +122,8 @@ def send_errbacks(app: App, request: Request, exc: BaseException, einfo: str) ->
 
 
 def _takes_request(handler: Task) -> bool:
-    from .task import _signature_of
-
     try:
-        return len(_signature_of(type(handler)).parameters) >= 3
+        return len(signature_of(type(handler)).parameters) >= 3
     except (TypeError, ValueError):
         return False
 
@@ -181,111 +149,6 @@ def call_task(task: Task, request: Request) -> Any:
         raise task.retry(exc=exc, **options) from exc
 
 
-class Executor:
-    """Runs requests in a pool slot and returns Outcomes. Built once per worker; cheap per task.
-
-    Called with `StoreHere(request)`, it also stores the result, before returning (so before
-    the message is acknowledged), and returns the outcome with nothing left to store; if that
-    store fails, the outcome keeps its meta and the worker stores it with its next batch. The
-    worker asks this for a task with nothing to batch its result with, when its backend can
-    store from any thread or pool child (`stores_in_pool`): the waiting caller then hears
-    of it without a hand-off back to the worker's consumer thread."""
-
-    def __init__(
-        self, app: App, backend: ResultBackend, hostname: str, pm: PluginManager | None = None
-    ) -> None:
-        self.app = app
-        self.backend = backend
-        self.hostname = hostname
-        self.extended = bool(app.conf.result_extended)
-        self.pm = pm
-        # around-task wrappers cost a hook call per task: pay it only if a plugin adds one
-        # (the core's own innermost implementation alone needs no hook call)
-        impls = pm.hook.kernel_execute_task.get_hookimpls() if pm is not None else []
-        custom = [impl for impl in impls if not getattr(impl.function, "innermost", False)]
-        self.call = self._call_hook if custom else call_task
-
-    def _call_hook(self, task: Task, request: Request) -> Any:
-        assert self.pm is not None
-        return self.pm.hook.kernel_execute_task(task=task, request=request)
-
-    def __call__(self, job: Request | StoreHere) -> Outcome:
-        if not isinstance(job, StoreHere):
-            return self.run(job)
-        outcome = self.run(job.request)
-        if outcome.encoded is not None:
-            try:
-                self.backend.store([stored_item(job.request, outcome)])
-            except Exception:  # stored again with the worker's next batch, which logs a failure
-                log.debug("could not store the result of %s where it ran", outcome.task_id)
-            else:
-                outcome.encoded = None
-        return outcome
-
-    def run(self, request: Request) -> Outcome:
-        began = time.monotonic()
-        task_id = request.id or ""
-        task = self.app.tasks.get(request.name)
-        if task is None:  # the consumer checks first; a pool child may have another registry
-            exc = NotRegistered(request.name)
-            meta = result_meta(task_id, FAILURE, exc, request=request)
-            return Outcome(task_id, FAILURE, self.backend.encode(meta), summary=repr(exc))
-        request.hostname = self.hostname
-        traced = trace(task, request, self.call)
-        encoded = self._encode(task, request, traced)
-        return Outcome(
-            task_id,
-            traced.state,
-            encoded,
-            traced.requeue,
-            time.monotonic() - began,
-            _summary(traced),
-        )
-
-    def _encode(self, task: Task, request: Request, traced: Traced) -> bytes | None:
-        if traced.state in (IGNORED, REJECTED):
-            return None
-        ignored = (
-            request.ignore_result
-            if request.ignore_result is not None
-            else task.option("ignore_result")
-        )
-        if ignored and not (
-            traced.state == FAILURE and task.option("store_errors_even_if_ignored")
-        ):
-            return None
-        meta = result_meta(
-            request.id or "",
-            traced.state,
-            traced.value,
-            traceback=traced.traceback,
-            children=traced.children,
-            request=request,
-            extended=self.extended,
-        )
-        try:
-            return self.backend.encode(meta)
-        except Exception as exc:  # an unserializable return value fails the task, naming why
-            traced.state, traced.value = FAILURE, exc
-            meta = result_meta(
-                request.id or "",
-                FAILURE,
-                exc,
-                traceback=tb.format_exc(),
-                request=request,
-                extended=self.extended,
-            )
-            return self.backend.encode(meta)
-
-
-def _summary(traced: Traced) -> str:
-    if traced.state == RETRY:
-        return str(traced.value)
-    if traced.state == SUCCESS or isinstance(traced.value, BaseException):
-        return safe_repr(traced.value, 200)
-    return ""
-
-
 def apply_eagerly(
     task: Task,
     args: list[Any],
@@ -299,8 +162,6 @@ def apply_eagerly(
     options: dict[str, Any],
 ) -> EagerResult:
     """`task.apply()`: run in this thread; a retry runs again at once, as Celery's apply does."""
-    from .task import new_id
-
     app = task.app
     task_id = task_id or new_id()
     parent = app.current_request()
@@ -343,15 +204,3 @@ def apply_eagerly(
     if exc is not None and (throw if throw is not None else app.conf.task_eager_propagates):
         raise exc
     return EagerResult(task_id, app, meta, exc=exc)
-
-
-__all__ = [
-    "Executor",
-    "Outcome",
-    "StoreHere",
-    "Traced",
-    "apply_eagerly",
-    "results",
-    "stored_item",
-    "trace",
-]

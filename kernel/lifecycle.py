@@ -1,79 +1,62 @@
-"""The worker: builds its own plugin manager and bootstep graph, then runs the steps' lifecycle."""
+"""A node: its own plugin manager, the bootsteps its enabled plugins give, and their lifecycle."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import re
 import signal
 import socket
 import threading
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
 
 from .bootsteps import Services, Step
-from .coresteps import core_plugins
-from .defaults import CORE_SETTINGS
-from .errors import PluginError, StepStartError, UsageError
+from .errors import PluginError, StepStartError
 from .graph import BootOrder, StepSpec, resolve
 from .hints import role_hint, setting_hint
-from .known import backend_plugin_for, broker_plugin_for, distribution_for
-from .plugins import PluginManager, split_plugin_args
-from .settings import Setting, Settings, declared_by, identity
+from .manager import PluginManager, split_plugin_args
+from .settings import Setting, Settings, declared_by, identity, to_str_list
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger("kernel.worker")
 
-# settings whose value picks the plugin that fills a role
-ROLE_SETTINGS = {"pool": "worker_pool", "broker": "broker_url", "backend": "result_backend"}
-DEFAULT_POOL = "threads"
-
-# task options honoured only by plugins, and what to tell a user whose task sets one
-TASK_OPTION_PLUGINS = {
-    "rate_limit": "enable the ratelimit plugin (--plugin ratelimit)",
-    "time_limit": "use a pool that enforces time limits (--pool prefork, threads, gevent, "
-    "eventlet)",
-    "soft_time_limit": "use a pool that enforces time limits (--pool prefork, threads, "
-    "gevent, eventlet)",
-}
-
-
-def _safe_url(url: str) -> str:
-    """The URL with any password masked, for banners and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
+NODE_SETTINGS = (
+    Setting("plugins", [], to_str_list, "plugins to enable by entry-point name; no:NAME blocks"),
+)
 
 
 class ColdShutdown(BaseException):
     """Raised in the main thread by a second shutdown signal to abandon a warm shutdown."""
 
 
-class Worker:
-    """One worker node: a fresh plugin manager, the steps its enabled plugins contribute, in order.
+class Node:
+    """A fresh plugin manager, the steps its enabled plugins contribute, in graph order.
 
     `plugins` holds entry-point names (``"no:NAME"`` blocks one) or plugin objects to register
     directly; `settings` holds explicit setting values. Nothing is loaded until `build()`.
+    Subclasses say which plugins they enable by default and which their settings pick.
     """
+
+    # role -> the setting whose value picks the plugin filling it (named by hints)
+    role_settings: ClassVar[Mapping[str, str]] = {}
+    app: Any = None  # what the node serves (a Worker's App); the microkernel never looks inside
 
     def __init__(
         self,
         *,
-        app: Any = None,
-        settings: Mapping[str, Any] | None = None,
+        settings: Settings | Mapping[str, Any] | None = None,
         plugins: Sequence[Any] = (),
         discover: bool = True,
     ) -> None:
-        self.app = app
         self.pid = os.getpid()  # pool children are other processes; policies may ask
         self.pm = PluginManager(discover=discover)
-        if app is not None:
-            # the worker's settings are the app's, so tasks see what the command line set
-            self.settings = app.conf
-            for key, value in (settings or {}).items():
-                app.conf[key] = value
-        else:
-            self.settings = Settings(settings)
-        self.settings.declare(CORE_SETTINGS)
+        self.settings = settings if isinstance(settings, Settings) else Settings(settings)
+        self.settings.declare(NODE_SETTINGS)
         self.services = Services()
         self.steps: list[Step] = []
         self.boot: BootOrder | None = None
@@ -82,62 +65,49 @@ class Worker:
         self._started: list[Step] = []
         self._mode: str | None = None  # None while running, then "warm" or "cold"
         self._stopping = False
+        self._ready = False  # kernel_worker_ready was called (so shutdown will be too)
         self._failure: str | None = None
         self._wake = threading.Event()
 
     # -- building ---------------------------------------------------------------------------
     @property
     def hostname(self) -> str:
-        name = self.settings.worker_hostname or "kernel@%h"
+        name = self.settings.get("worker_hostname") or "kernel@%h"
         return str(name).replace("%h", socket.gethostname())
 
     @property
     def built(self) -> bool:
         return self.boot is not None
 
-    def build(self) -> Worker:
+    def build(self) -> Self:
         """Enable plugins, check settings, build and order the steps (UsageError if impossible)."""
         if self.built:
             return self
         self.load_plugins()
         found = self._collect_steps()
         self._declare_settings(found)
-        self.settings.validate(hint=self._setting_hint)
+        self.settings.validate(hint=lambda key: setting_hint(self.pm, key))
         self.pm.hook.kernel_configure(settings=self.settings, worker=self)
-        self.boot = resolve([StepSpec.of(cls, plugin) for cls, plugin in found], self._role_hint)
+        hint = lambda role: role_hint(self.pm, role, self.role_settings)
+        self.boot = resolve([StepSpec.of(cls, plugin) for cls, plugin in found], hint)
         by_name = {cls.name: cls for cls, _ in found}
         self.steps = [by_name[name].from_settings(self.settings) for name in self.boot.order]
-        if self.app is not None:
-            self._import_task_modules()
-            self._warn_unhonoured_options()
+        self.prepare()
         return self
 
-    def _import_task_modules(self) -> None:
-        for module in [*self.settings.imports, *self.settings.include]:
-            try:
-                importlib.import_module(module)
-            except Exception as exc:
-                raise UsageError(
-                    f"cannot import {module!r} (from the imports setting): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
+    def prepare(self) -> None:
+        """Called once the steps are built, before anything starts (subclasses check more)."""
 
-    def _warn_unhonoured_options(self) -> None:
-        honoured = {opt for found in self.pm.hook.kernel_task_options() for opt in found or ()}
-        for task in sorted(self.app.tasks.values(), key=lambda t: t.name):
-            for option, plugin in TASK_OPTION_PLUGINS.items():
-                value = getattr(task, option, None)
-                if value is not None and option not in honoured:
-                    log.warning(
-                        "task %s sets %s=%r, but no enabled plugin honours it; %s",
-                        task.name,
-                        option,
-                        value,
-                        plugin,
-                    )
+    def default_plugins(self) -> list[str]:
+        """Entry-point names enabled unless blocked (a subclass's own steps, say)."""
+        return []
+
+    def picked_plugins(self) -> list[str]:
+        """Entry-point names the settings pick (a pool by name, a broker by URL scheme)."""
+        return []
 
     def load_plugins(self) -> PluginManager:
-        """Register the plugins asked for by name, object, setting or role pick (once)."""
+        """Register the plugins asked for by name, object, setting or pick (once)."""
         if self._loaded:
             return self.pm
         self._loaded = True
@@ -149,40 +119,15 @@ class Worker:
         enable, block = split_plugin_args([*self.settings.plugins, *names])
         for name in block:
             self.pm.set_blocked(name)
-        if self.app is not None:
-            for core in core_plugins():
-                if not self.pm.is_blocked(core.plugin_name):
-                    self.pm.add(core, core.plugin_name)
+        for name in self.default_plugins():
+            if not self.pm.is_blocked(name):
+                self.pm.enable(name)
         for obj in objects:
             self.pm.add(obj, getattr(obj, "plugin_name", None))
-        for name in self._role_picks() + enable:
-            self.pm.enable(name)
+        for name in self.picked_plugins() + enable:
+            if self.pm.get_plugin(name) is None:
+                self.pm.enable(name)
         return self.pm
-
-    def _role_picks(self) -> list[str]:
-        """Plugins that configuration picks: the pool by name, broker and backend by URL scheme."""
-        picks = []
-        pool = self.settings.worker_pool or (DEFAULT_POOL if self.app is not None else None)
-        if pool:
-            name = f"pool.{pool}"
-            if name not in self.pm.installed and self.pm.get_plugin(name) is None:
-                raise PluginError(self._bad_role_value("pool", "worker_pool", str(pool)))
-            picks.append(name)
-        if self.app is not None:
-            picks.append(broker_plugin_for(self.app.broker_url))
-            backend_url = self.app.backend_url
-            if backend_url:
-                picks.append(backend_plugin_for(backend_url))
-        return [name for name in picks if self.pm.get_plugin(name) is None]
-
-    def _bad_role_value(self, role: str, key: str, value: str) -> str:
-        prefix = role + "."
-        installed = sorted(n[len(prefix) :] for n in self.pm.installed if n.startswith(prefix))
-        dist = distribution_for(prefix + value)
-        if dist:
-            return f"{role} {value!r} is not installed; install it with: pip install {dist}"
-        choices = ", ".join(installed) or "none installed"
-        return f"unknown {role} {value!r} ({key}); choose one of: {choices}"
 
     def _collect_steps(self) -> list[tuple[type[Step], str]]:
         found: list[tuple[type[Step], str]] = []
@@ -193,6 +138,7 @@ class Worker:
                         f"plugin {plugin!r}: kernel_steps returned {cls!r}, "
                         "which is not a kernel.bootsteps.Step subclass"
                     )
+                _check_attrs(cls, plugin)
                 StepSpec.of(cls, plugin)  # refuse nameless steps early
                 found.append((cls, plugin))
         return found
@@ -200,35 +146,23 @@ class Worker:
     def _declare_settings(self, found: Sequence[tuple[type[Step], str]]) -> None:
         for cls, plugin in found:
             self.settings.declare(declared_by(cls, owner=plugin))
+        for plugin, settings in self.pm.call_each("kernel_settings"):
+            self.settings.declare(attrs.evolve(item, owner=plugin) for item in settings or ())
         for plugin, options in self.pm.call_each("kernel_cli_options"):
             for option in options or ():
                 if option.name:
                     self.settings.declare([Setting(option.name, None, identity, "", plugin)])
 
-    def _role_hint(self, role: str) -> str | None:
-        return role_hint(self.pm, role, ROLE_SETTINGS)
-
-    def _setting_hint(self, key: str) -> str | None:
-        return setting_hint(self.pm, key)
-
     def banner_rows(self) -> list[tuple[str, str]]:
-        """Banner rows about the app: its broker, backend, queues and tasks."""
-        if self.app is None:
-            return []
-        app = self.app
-        queues = self.settings.worker_queues or [app.conf.task_default_queue]
-        tasks = sorted(app.tasks)
-        return [
-            ("app", app.main or "__main__"),
-            ("broker", _safe_url(app.broker_url)),
-            ("results", _safe_url(app.backend_url) if app.backend_url else "disabled"),
-            ("queues", ", ".join(queues)),
-            ("tasks", "\n".join(tasks) if tasks else "(none)"),
-        ]
+        """Rows a subclass adds to the start-up banner."""
+        return []
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        """Start every step in graph order; if one fails, stop the started ones in reverse."""
+        """Start every step in graph order; if one fails, stop the started ones in reverse.
+
+        Calls `kernel_worker_init` before the first step and `kernel_worker_ready` after the
+        last."""
         self.build()
         self.pm.hook.kernel_worker_init(worker=self)
         for step in self.steps:
@@ -247,10 +181,12 @@ class Worker:
                 self.terminate()
                 raise
             self._started.append(step)
+        self._ready = True
+        self.pm.hook.kernel_worker_ready(worker=self)
 
     def stop(self) -> None:
         """Warm stop: each started step drains and stops, in reverse start order."""
-        self._stopping = True
+        self._announce_shutdown(cold=False)
         while self._started:
             step = self._started[-1]
             log.debug("stopping step %s", step.name)
@@ -262,26 +198,36 @@ class Worker:
 
     def terminate(self) -> None:
         """Cold stop: terminate every started step in reverse order; never raises."""
-        self._stopping = True
+        try:
+            self._announce_shutdown(cold=True)
+        except Exception:  # a cold shutdown must get through every step
+            log.exception("a kernel_worker_shutdown hook failed")
         while self._started:
             step = self._started.pop()
             log.debug("terminating step %s", step.name)
             try:
                 step.terminate(self)
-            except BaseException:  # a cold shutdown must get through every step
+            except BaseException:
                 log.exception("step %s failed to terminate", step.name)
+
+    def _announce_shutdown(self, cold: bool) -> None:
+        """`kernel_worker_shutdown`, once, and only for a node that was ready."""
+        self._stopping = True
+        if self._ready:
+            self._ready = False
+            self.pm.hook.kernel_worker_shutdown(worker=self, cold=cold)
 
     @property
     def started_steps(self) -> list[str]:
         return [step.name for step in self._started]
 
     def fail(self, reason: str) -> None:
-        """Shut down because something the worker needs is gone; `run()` then exits with 1."""
+        """Shut down because something the node needs is gone; `run()` then exits with 1."""
         self._failure = reason
         self.request_shutdown()
 
     def request_shutdown(self, cold: bool = False) -> None:
-        """Ask the worker's `run()` loop to shut down (safe from any thread)."""
+        """Ask the `run()` loop to shut down (safe from any thread)."""
         if cold or self._mode is None:
             self._mode = "cold" if cold else "warm"
         self._wake.set()
@@ -296,30 +242,25 @@ class Worker:
             except StepStartError as exc:
                 log.critical("%s", exc)
                 return 1
-            self.pm.hook.kernel_worker_ready(worker=self)
             log.info("%s ready", self.hostname)
             while self._mode is None:
                 self._wake.wait(0.2)  # the signal handler only flips a flag; poll for it
-            return self._shutdown()
+            cold = self._mode == "cold"
+            log.info(
+                "%s shutdown: %s",
+                "cold" if cold else "warm",
+                "terminating" if cold else "waiting for running work to finish",
+            )
+            if cold:
+                self.terminate()
+                return 1
+            self.stop()
+            return 1 if self._failure else 0
         except ColdShutdown:
             self.terminate()
             return 1
         finally:
             self._restore_signal_handlers(previous)
-
-    def _shutdown(self) -> int:
-        cold = self._mode == "cold"
-        log.info(
-            "%s shutdown: %s",
-            "cold" if cold else "warm",
-            "terminating" if cold else "waiting for running work to finish",
-        )
-        self.pm.hook.kernel_worker_shutdown(worker=self, cold=cold)
-        if cold:
-            self.terminate()
-            return 1
-        self.stop()
-        return 1 if self._failure else 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -351,4 +292,13 @@ class Worker:
             signal.signal(sig, handler)
 
 
-__all__ = ["ROLE_SETTINGS", "ColdShutdown", "Worker"]
+def _check_attrs(cls: type[Step], plugin: str) -> None:
+    """A Step subclass whose own `setting()` fields attrs never saw would drop them silently."""
+    if "__attrs_attrs__" in vars(cls):
+        return
+    counting = type(attrs.field())
+    if any(isinstance(value, counting) for value in vars(cls).values()):
+        raise PluginError(
+            f"plugin {plugin!r}: step class {cls.__qualname__} declares fields but is not an "
+            "attrs class; decorate it with @attrs.define"
+        )

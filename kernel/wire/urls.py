@@ -1,16 +1,23 @@
-"""Files named by `embedded://` URLs (as in SQLAlchemy: three slashes relative, four absolute)."""
+"""URLs: shown with their password masked, and the files `embedded://` URLs name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 STATE_DIR = ".taskkernel"
 
 
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for banners and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1****@", url)
+
+
 def path_from_url_path(path: str | None, default_name: str) -> Path:
     """The absolute file for what follows a URL's authority: "" or "/" mean
-    ``./.taskkernel/<default_name>``; "rel/x.db" is relative to the current directory."""
+    ``./.taskkernel/<default_name>``; "rel/x.db" is relative to the current directory (as in
+    SQLAlchemy's URLs, three slashes make a relative path and four an absolute one)."""
     if not path or path == "/":
         return Path.cwd() / STATE_DIR / default_name
     found = Path(unquote(path)).expanduser()

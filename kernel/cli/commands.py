@@ -11,14 +11,14 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .app import App
+from ..client.app import App
+from ..client.results import AsyncResult
+from ..engine.worker import Worker
+from ..errors import KernelError, UsageError
+from ..hints import option_owner
+from ..manager import plugins_from_env
 from .banner import core_version, render, step_lines
-from .errors import KernelError, UsageError
-from .hints import option_owner
 from .loader import load_app
-from .plugins import plugins_from_env
-from .results import AsyncResult
-from .worker import Worker
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -310,7 +310,7 @@ def _json_arg(value: str | None, name: str, kind: type) -> Any:
 
 
 def _show_result(result: AsyncResult, timeout: float | None) -> int:
-    from .exceptions import TimeoutError as ResultTimeout
+    from ..wire.exceptions import TimeoutError as ResultTimeout
 
     try:
         value = result.get(timeout=timeout, propagate=False)
@@ -356,7 +356,7 @@ def call(
     timeout: float | None,
 ) -> int:
     """Send task TASK by name and print its id (or, with --wait, its result)."""
-    from .protocol import parse_time
+    from ..wire.protocol import parse_time
 
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
@@ -437,8 +437,8 @@ def purge(
 
 
 def _describe_plugin(worker: Worker, name: str) -> list[str]:
-    from .graph import StepSpec
-    from .plugins import PluginManager
+    from ..graph import StepSpec
+    from ..manager import PluginManager
 
     pm = worker.pm
     plugin = pm.get_plugin(name)

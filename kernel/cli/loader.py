@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Any
 
-from .app import App
-from .errors import UsageError
+from ..client.app import App
+from ..errors import UsageError
 
 
 def load_app(spec: str) -> App:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kombu import serialization
 
 from .exceptions import BackendError
+from .meta import READY_STATES
 from .protocol import JSON, json_dumps, json_loads
-from .results import READY_STATES
-from .roles import Stored
-
-if TYPE_CHECKING:
-    from .app import App
+from .transport import Configured, Stored
 
 
 class BaseBackend:
@@ -28,7 +25,7 @@ class BaseBackend:
     # worker's own calls: the worker then has a lone task's result stored where it ran
     stores_in_pool: bool = False
 
-    def __init__(self, app: App, url: str) -> None:
+    def __init__(self, app: Configured, url: str) -> None:
         self.app = app
         self.url = url
         self.serializer = app.conf.result_serializer

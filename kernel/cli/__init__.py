@@ -1,0 +1,1 @@
+"""The `kernel` command line: start a worker, list plugins, show the graph, send and read tasks."""

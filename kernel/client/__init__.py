@@ -1,0 +1,1 @@
+"""The client API: App, Task, signatures, results, and running a task in-process."""
