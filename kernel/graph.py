@@ -20,6 +20,7 @@ class StepSpec:
     requires: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     before: tuple[str, ...] = ()
+    start_last: bool = False
 
     @classmethod
     def of(cls, step_cls: type, plugin: str) -> StepSpec:
@@ -33,6 +34,7 @@ class StepSpec:
             requires=tuple(getattr(step_cls, "requires", ())),
             after=tuple(getattr(step_cls, "after", ())),
             before=tuple(getattr(step_cls, "before", ())),
+            start_last=bool(getattr(step_cls, "start_last", False)),
         )
 
     def label(self) -> str:
@@ -108,6 +110,13 @@ def resolve(
         for role in spec.before:
             if role in provider:
                 link(spec.name, provider[role].name, False)
+
+    # a step that lets work in (the consumer) starts after every step not ordered after it,
+    # so policies are in place before the first task arrives, and stops before them
+    for last in sorted(name for name, spec in by_name.items() if spec.start_last):
+        for name in sorted(by_name):
+            if name != last and not nx.has_path(graph, last, name):
+                link(name, last, False)
 
     try:
         cycle = nx.find_cycle(graph)

@@ -138,6 +138,32 @@ def kernel_task_defer(request: Request, task: Task, worker: Worker) -> float | N
     the pool (only if some plugin implements it). Return a number of seconds to hold it back
     (it does not occupy a pool slot meanwhile and is asked about again when they pass), or
     None to let it run now. Rate limiters implement this.
+
+    Implementations are asked newest-registered first (``tryfirst``/``trylast`` move one);
+    the first number returned wins and the rest are not asked. So a policy that takes
+    something when it admits a task must not count it here, where a later plugin may still
+    defer the task: count it in `kernel_task_dispatched` and give it back in
+    `kernel_task_done` (or be ``trylast``, asked when every other policy has said yes).
+    """
+
+
+@hookspec
+def kernel_task_dispatched(request: Request, task: Task, worker: Worker) -> None:
+    """The task passed every deferral and was handed to the pool (its message accepted).
+
+    Runs in the parent's consumer thread, once per task run, only if some plugin implements
+    it; whatever the pool (prefork children included). Pairs with `kernel_task_done`.
+    """
+
+
+@hookspec
+def kernel_task_done(request: Request, task: Task, worker: Worker, state: str) -> None:
+    """The pool reported the task: it ran (`state` SUCCESS, FAILURE, RETRY, IGNORED or
+    REJECTED) or its slot was lost (FAILURE, or REJECTED when it goes back to the queue).
+
+    Runs in the parent's consumer thread once for each `kernel_task_dispatched`, only if some
+    plugin implements it, as soon as the slot is free (its result is stored a moment later,
+    with the next batch). Per-key concurrency limits and accounting implement this.
     """
 
 
@@ -151,13 +177,14 @@ def kernel_child_init(worker: Worker) -> None:
 
 
 @hookspec(firstresult=True)
-def kernel_execute_task(task: Task, request: Request) -> object:
+def kernel_execute_task(task: Task, request: Request, worker: Worker) -> object:
     """Call the task and return its result.
 
     Runs in the child, once per task, only if some plugin implements it. The core supplies the
     innermost implementation (it calls the task); plugins wrap it with
     ``@hookimpl(wrapper=True)`` to act around every task (time limits, accounting, context).
-    Exceptions the task raises propagate through the wrappers.
+    Exceptions the task raises propagate through the wrappers. `worker` is the worker as the
+    child sees it (in a prefork child, the parent's as it was when the child was forked).
     """
 
 

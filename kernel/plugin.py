@@ -114,7 +114,7 @@ _EXPORTS: dict[str, str] = {
         "kernel.wire.exceptions",
     ),
     **dict.fromkeys(
-        ("Broker", "Message", "Outgoing", "QueueSpec", "ResultBackend", "Stored"),
+        ("BaseBroker", "Broker", "Message", "Outgoing", "QueueSpec", "ResultBackend", "Stored"),
         "kernel.wire.transport",
     ),
     **dict.fromkeys(("BaseBackend", "DisabledBackend"), "kernel.wire.backend"),

@@ -24,8 +24,10 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    def publish(self, body: bytes, **kw: Any) -> None:
-        self.sent.append({"body": json.loads(body), **kw})
+    def publish(self, messages: Any) -> None:
+        for message in messages:
+            fields = message._asdict()
+            self.sent.append({**fields, "body": json.loads(fields["body"])})
 
     def close(self) -> None:
         pass

@@ -14,6 +14,7 @@ import pytest
 from kernel import App, Worker, hookimpl
 from kernel.wire.exceptions import Reject
 from kernel.wire.protocol import encode_body, task_message
+from kernel.wire.transport import Outgoing
 
 
 def make_app(**settings: Any) -> App:
@@ -53,14 +54,10 @@ def run_worker() -> Iterator[Any]:
 def publish_raw(
     app: App, body: bytes, headers: dict[str, Any], content_type: str = "application/json"
 ) -> None:
+    queue = app.conf.task_default_queue
+    properties = {"correlation_id": headers.get("id", "")}
     app.broker.publish(
-        body,
-        routing_key=app.conf.task_default_queue,
-        headers=headers,
-        properties={"correlation_id": headers.get("id", "")},
-        content_type=content_type,
-        content_encoding="utf-8",
-        declare=[app.conf.task_default_queue],
+        [Outgoing(body, queue, "", headers, properties, content_type, "utf-8", [queue])]
     )
 
 

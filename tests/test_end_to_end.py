@@ -18,6 +18,7 @@ import pytest
 
 from kernel.testing.processes import WorkerProcess
 from kernel.wire.exceptions import TaskRevokedError
+from kernel.wire.transport import Outgoing
 
 PROJ = """
 import os, time
@@ -150,15 +151,7 @@ def test_bad_messages_are_rejected_and_the_worker_goes_on(
     broker, queue = proj.app.broker, proj.app.conf.task_default_queue
 
     def raw(body: bytes, headers: dict[str, Any], content_type: str = "application/json") -> None:
-        broker.publish(
-            body,
-            routing_key=queue,
-            headers=headers,
-            properties={},
-            content_type=content_type,
-            content_encoding="utf-8",
-            declare=[queue],
-        )
+        broker.publish([Outgoing(body, queue, "", headers, {}, content_type, "utf-8", [queue])])
 
     raw(b"[[1, 2]]", {"task": "proj.add", "id": "malformed-body"})
     raw(b"[[], {}, {}]", {"task": "proj.nope", "id": "unknown-task"})

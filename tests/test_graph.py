@@ -137,3 +137,20 @@ def test_dot_output_has_every_step_and_edge() -> None:
     assert '"threads" -> "consumer";' in dot
     assert '"autoscaler" -> "consumer" [style=dashed];' in dot
     assert 'label="threads\\nprovides: pool\\nplugin: pool.threads"' in dot
+
+
+def test_a_step_that_starts_last_waits_for_every_step_not_ordered_after_it() -> None:
+    # a policy step with no ordering of its own ("zz-limiter" sorts after "consumer") must be
+    # in place before work flows; a step that needs the consumer still starts after it
+    steps = [
+        StepSpec(name="consumer", plugin="core", requires=("pool",), start_last=True),
+        spec("pool", provides=("pool",)),
+        spec("zz-limiter"),
+        spec("autoscaler", requires=("consumer",)),
+        spec("reporter", requires=("autoscaler",)),
+    ]
+    order = resolve(steps).order
+    assert order.index("zz-limiter") < order.index("consumer")
+    assert order.index("pool") < order.index("consumer")
+    assert order.index("consumer") < order.index("autoscaler") < order.index("reporter")
+    assert order == resolve(list(reversed(steps))).order  # the same whatever the input order

@@ -70,7 +70,9 @@ class Step:
     * ``name``: unique step name;
     * ``provides``: roles this step fills (``"pool"``, ``"broker"``, ...); one provider per role;
     * ``requires``: roles or step names that must start before this one (an error if missing);
-    * ``after`` / ``before``: soft ordering against steps or roles that may be absent.
+    * ``after`` / ``before``: soft ordering against steps or roles that may be absent;
+    * ``start_last``: start after every step not ordered after this one (the consumer: the
+      steps of policies start before work flows, and stop after it has stopped).
 
     ``start`` runs in graph order, ``stop`` (graceful: drain) in reverse; ``terminate`` (urgent)
     replaces ``stop`` on a cold shutdown and must not raise.
@@ -81,6 +83,7 @@ class Step:
     requires: ClassVar[tuple[str, ...]] = ()
     after: ClassVar[tuple[str, ...]] = ()
     before: ClassVar[tuple[str, ...]] = ()
+    start_last: ClassVar[bool] = False
 
     def start(self, worker: Node) -> None:
         """Acquire resources and publish services; raise to abort the worker's start."""

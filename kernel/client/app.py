@@ -239,7 +239,7 @@ class App:
     def open_backend(self, pm: PluginManager) -> ResultBackend:
         url = self.backend_url
         if url is None:
-            return DisabledBackend()
+            return DisabledBackend(self)
         backend = pm.hook.kernel_result_backend(url=url, app=self)
         if backend is None:
             raise PluginError(f"no enabled plugin handles result backend URL {_scheme(url)}://")
@@ -310,7 +310,7 @@ class App:
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here); return its AsyncResult."""
         task_id, message = self.build_message(name, args, kwargs, options)
-        self._publish([message])
+        self.broker.publish([message])
         return AsyncResult(task_id, self)
 
     def send_many(
@@ -324,27 +324,8 @@ class App:
         built = [self.build_message(name, args, kwargs, options) for args, kwargs in calls]
         if not built:
             return []
-        self._publish([message for _, message in built])
+        self.broker.publish([message for _, message in built])
         return [AsyncResult(task_id, self) for task_id, _ in built]
-
-    def _publish(self, messages: list[Outgoing]) -> None:
-        """Through the broker's `publish_many` if it has one (one round trip where it can),
-        else one `publish` per message."""
-        publish_many = getattr(self.broker, "publish_many", None)
-        if publish_many is not None:
-            publish_many(messages)
-            return
-        for message in messages:
-            self.broker.publish(
-                message.body,
-                routing_key=message.routing_key,
-                exchange=message.exchange,
-                headers=message.headers,
-                properties=message.properties,
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                declare=message.declare,
-            )
 
     def build_message(
         self,
@@ -418,11 +399,11 @@ class App:
         headers.update(extra)
         declare: list[str | QueueSpec] = [queue] if conf.create_queues and not exchange else []
         if reply_to == self.oid:
-            reply_queue, notify_channel = self._result_channels()
+            reply_queue, notify_channel = self._result_channels(reply_to)
             if reply_queue is not None:
-                declare.append(reply_queue(reply_to))
+                declare.append(reply_queue)
             if notify_channel is not None:
-                headers[NOTIFY_HEADER] = notify_channel(reply_to)
+                headers[NOTIFY_HEADER] = notify_channel
         message = Outgoing(
             raw, routing_key, exchange, headers, properties, content_type, encoding, declare
         )
@@ -446,24 +427,16 @@ class App:
             )
         return cached[1]
 
-    def _result_channels(self) -> tuple[Any, Any]:
-        """What this client's backend needs on each message it sends, looked up once:
-
-        * `reply_queue(oid)`: a backend answering by message (rpc://) needs the client's reply
-          queue declared before a worker replies, or the broker drops the reply (Celery
-          workers do not declare it; Celery clients declare it on every send, as we do);
-        * `notify_channel(oid)`: a backend that announces results in batches (Redis) names
-          the channel this client waits on, sent in the NOTIFY_HEADER header."""
+    def _result_channels(self, oid: str) -> tuple[QueueSpec | None, str | None]:
+        """What this client's backend needs on each message it sends, asked once per client
+        thread: the reply queue to declare (rpc://) and where the client hears of results
+        announced in batches (Redis). See the ResultBackend contract."""
         found = getattr(self._local, "result_channels", None)
-        if found is None or found[0] is not self._backend:
+        if found is None or found[0] is not self._backend or found[1] != oid:
             backend = self.backend
-            found = (
-                backend,
-                getattr(backend, "reply_queue", None),
-                getattr(backend, "notify_channel", None),
-            )
+            found = (backend, oid, backend.reply_queue(oid), backend.notify_channel(oid))
             self._local.result_channels = found
-        return found[1], found[2]
+        return found[2], found[3]
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id, self)

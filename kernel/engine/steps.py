@@ -53,6 +53,7 @@ class ConsumerStep(Step):
 
     name = "consumer"
     requires = ("broker", "backend", "pool")
+    start_last = True  # work flows only once every policy step has started
 
     worker_prefetch_multiplier: int = setting(4, convert=to_int, help="messages held per slot")
     worker_prefetch_adaptive: bool = setting(

@@ -23,7 +23,7 @@ from ..client.app import App
 from ..engine.contracts import Pool
 from ..engine.worker import Worker
 from ..wire.meta import FAILURE, STARTED, SUCCESS, result_meta
-from ..wire.transport import Broker, ResultBackend, Stored
+from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend, Stored
 from .helpers import peak_concurrency
 from .helpers import wait_until as _wait
 
@@ -143,17 +143,21 @@ class BrokerContract:
         return broker
 
     @staticmethod
-    def send(broker: Broker, queue: str, n: int) -> None:
-        for i in range(n):
-            broker.publish(
-                f'{{"n": {i}}}'.encode(),
-                routing_key=queue,
-                headers={"task": "t", "id": str(i), "custom": [i]},
-                properties={"correlation_id": str(i), "priority": 0},
-                content_type="application/json",
-                content_encoding="utf-8",
-                declare=[queue],
-            )
+    def message(queue: str, i: int, **headers: Any) -> Outgoing:
+        return Outgoing(
+            f'{{"n": {i}}}'.encode(),
+            queue,
+            "",
+            {"task": "t", "id": str(i), "custom": [i], **headers},
+            {"correlation_id": str(i), "priority": 0},
+            "application/json",
+            "utf-8",
+            [queue],
+        )
+
+    def send(self, broker: Broker, queue: str, n: int) -> None:
+        for i in range(n):  # one by one: a single send is a batch of one
+            broker.publish([self.message(queue, i)])
 
     @staticmethod
     def drain(
@@ -193,16 +197,8 @@ class BrokerContract:
         # the consumer decompresses a body whose headers name a compression: a broker may
         # deliver it as sent, or plain without that header, but not plain with it
         sender, receiver = self.open(app), self.open(app)
-        body = zlib.compress(b'{"n": 0}')
-        sender.publish(
-            body,
-            routing_key=queue,
-            headers={"id": "0", "compression": "application/x-gzip"},
-            properties={"correlation_id": "0"},
-            content_type="application/json",
-            content_encoding="utf-8",
-            declare=[queue],
-        )
+        compressed = self.message(queue, 0, compression="application/x-gzip")
+        sender.publish([compressed._replace(body=zlib.compress(b'{"n": 0}'))])
         (message,) = self.drain(receiver, queue, 1)
         compressed = message.headers.get("compression") == "application/x-gzip"
         payload = zlib.decompress(message.body) if compressed else bytes(message.body)
@@ -277,7 +273,7 @@ class BrokerContract:
     def test_wakeup_interrupts_a_blocked_poll(self, app: App, queue: str) -> None:
         broker = self.open(app)
         broker.consume([queue], lambda m: m.ack(), 10)
-        if not getattr(broker, "wakes_up", True):
+        if not broker.wakes_up:
             broker.close()
             pytest.skip("this broker cannot be woken; the worker polls it briefly instead")
         threading.Timer(0.2, broker.wakeup).start()
@@ -286,33 +282,23 @@ class BrokerContract:
         assert time.monotonic() - began < 3
         broker.close()
 
-    def test_publish_many_delivers_each_in_order(self, app: App, queue: str) -> None:
-        from ..wire.transport import Outgoing
-
+    def test_a_batch_is_delivered_in_order(self, app: App, queue: str) -> None:
         broker = self.open(app)
-        publish_many = getattr(broker, "publish_many", None)
-        if publish_many is None:
-            broker.close()
-            pytest.skip("this broker has no publish_many; apps publish one by one")
-        publish_many(
-            [
-                Outgoing(
-                    f'{{"n": {i}}}'.encode(),
-                    queue,
-                    "",
-                    {"id": str(i)},
-                    {"priority": 0},
-                    "application/json",
-                    "utf-8",
-                    [queue],
-                )
-                for i in range(30)
-            ]
-        )
+        broker.publish([self.message(queue, i) for i in range(30)])
         receiver = self.open(app)
         got = self.drain(receiver, queue, 30)
         assert [m.headers["id"] for m in got] == [str(i) for i in range(30)]
         receiver.close()
+        broker.close()
+
+    def test_declares_its_abilities(self, app: App, queue: str) -> None:
+        # the worker reads these without probing: a broker must have them (BaseBroker does)
+        broker = self.open(app)
+        assert isinstance(broker.wakes_up, bool)
+        self.send(broker, queue, 1)
+        (message,) = self.drain(broker, queue, 1, ack=False)
+        assert message.valid is True  # delivered on a live connection
+        message.ack()
         broker.close()
 
     def test_publishing_from_many_threads(self, app: App, queue: str) -> None:
@@ -361,6 +347,14 @@ class BackendContract:
 
     def put(self, backend: ResultBackend, task_id: str, state: str, result: Any) -> None:
         backend.store([self.stored(backend, task_id, state, result)])
+
+    def test_declares_its_abilities(self, backend: ResultBackend) -> None:
+        # clients and workers read these without probing: a backend must have them
+        assert isinstance(backend.stores_in_pool, bool)
+        queue = backend.reply_queue(self.reply_to)
+        assert queue is None or (isinstance(queue, QueueSpec) and queue.name == self.reply_to)
+        channel = backend.notify_channel(self.reply_to)
+        assert channel is None or (isinstance(channel, str) and channel)
 
     def test_unknown_task_reads_as_nothing_stored(self, backend: ResultBackend) -> None:
         assert backend.get(str(uuid.uuid4())) is None

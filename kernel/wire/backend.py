@@ -11,19 +11,25 @@ from kombu import serialization
 from .exceptions import BackendError
 from .meta import READY_STATES
 from .protocol import JSON, json_dumps, json_loads
-from .transport import Configured, Stored
+from .transport import Configured, QueueSpec, Stored
 
 
 class BaseBackend:
     """Encodes metas with `result_serializer` and waits by polling `get()`.
 
     Subclasses implement `store`, `get`, `forget` (and may override `wait_for` with something
-    better than polling, such as pub/sub)."""
+    better than polling, such as pub/sub). The optional abilities of the ResultBackend
+    contract have their defaults here: not safe to store from a pool, no reply queue, no
+    batched notice."""
 
     url: str = ""
-    # `store` works from any thread and in a forked pool child, concurrently with the
-    # worker's own calls: the worker then has a lone task's result stored where it ran
     stores_in_pool: bool = False
+
+    def reply_queue(self, oid: str) -> QueueSpec | None:
+        return None
+
+    def notify_channel(self, oid: str) -> str | None:
+        return None
 
     def __init__(self, app: Configured, url: str) -> None:
         self.app = app
@@ -84,10 +90,12 @@ class BaseBackend:
         pass
 
 
-class DisabledBackend:
+class DisabledBackend(BaseBackend):
     """No result backend configured: storing is a no-op, reading says how to configure one."""
 
-    url = ""
+    def __init__(self, app: Configured) -> None:
+        super().__init__(app, "")
+
     _message = (
         "no result backend is configured; set result_backend (for example "
         "redis://localhost:6379/0) or App(backend=...)"

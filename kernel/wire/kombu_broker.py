@@ -11,7 +11,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from .exceptions import BrokerUnreachable
-from .transport import Configured, QueueSpec
+from .transport import BaseBroker, Configured, Outgoing, QueueSpec
 from .urls import safe_url
 
 if TYPE_CHECKING:
@@ -23,11 +23,12 @@ MAX_IDLE_PUBLISHERS = 8
 
 
 def _as_sent(on_message: Callable[[Message], None]) -> Callable[[Any], None]:
-    """kombu's Message decompresses the body itself; the consumer decompresses a body whose
-    headers name a compression, so that header goes once the body is plain (else the body
-    would be decompressed twice, and the task refused)."""
+    """kombu's Messages as the contract has them: flagged `valid`, and with no `compression`
+    header once kombu has decompressed the body (the consumer decompresses a body whose
+    headers name a compression: it would be decompressed twice, and the task refused)."""
 
     def deliver(message: Any) -> None:
+        message.valid = True  # kombu's deliveries outlive a lost connection
         if message.headers.get("compression") and not message.errors:
             message.headers = {k: v for k, v in message.headers.items() if k != "compression"}
         on_message(message)
@@ -35,7 +36,7 @@ def _as_sent(on_message: Callable[[Message], None]) -> Callable[[Any], None]:
     return deliver
 
 
-class KombuBroker:
+class KombuBroker(BaseBroker):
     """`publish` works from any thread (each has its own connection, recreated after a fork);
     consuming belongs to the one thread that calls `consume` and `poll`."""
 
@@ -153,36 +154,27 @@ class KombuBroker:
         except Exception:
             pass
 
-    def publish(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        exchange: str = "",
-        headers: Mapping[str, Any],
-        properties: Mapping[str, Any],
-        content_type: str,
-        content_encoding: str,
-        declare: Sequence[str | QueueSpec] = (),
-    ) -> None:
-        props = dict(properties)
-        expiration = props.pop("expiration", None)
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Every message on one lent connection, in order."""
         lent = self._lend()
         broken = True
         try:
-            lent[1].publish(
-                body,
-                routing_key=routing_key,
-                exchange=exchange,
-                headers=dict(headers),
-                content_type=content_type,
-                content_encoding=content_encoding,
-                declare=[self.queue(name) for name in declare],
-                retry=self.publish_retry,
-                retry_policy=self.publish_retry_policy,
-                expiration=int(expiration) / 1000 if expiration is not None else None,
-                **props,
-            )
+            for message in messages:
+                props = dict(message.properties)
+                expiration = props.pop("expiration", None)
+                lent[1].publish(
+                    message.body,
+                    routing_key=message.routing_key,
+                    exchange=message.exchange,
+                    headers=dict(message.headers),
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    declare=[self.queue(name) for name in message.declare],
+                    retry=self.publish_retry,
+                    retry_policy=self.publish_retry_policy,
+                    expiration=int(expiration) / 1000 if expiration is not None else None,
+                    **props,
+                )
             broken = False
         except OSError as exc:
             raise BrokerUnreachable(

@@ -7,7 +7,7 @@ import operator
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from kombu import compression as kombu_compression
@@ -16,6 +16,9 @@ from kombu.exceptions import ContentDisallowed, DecodeError
 from kombu.utils import json as kombu_json
 
 from .exceptions import InvalidTaskError
+
+if TYPE_CHECKING:
+    from .transport import Message
 
 UTC = timezone.utc
 REPR_MAX = 1024
@@ -251,6 +254,22 @@ def decode_payload(
         raise InvalidTaskError(f"undecodable {content_type} body: {exc}") from None
     except Exception as exc:  # a codec may raise anything on garbage input
         raise InvalidTaskError(f"undecodable body: {type(exc).__name__}: {exc}") from None
+
+
+def decode_message(message: Message, accept: set[str] | None) -> Request:
+    """The Request a delivered message carries; InvalidTaskError says why it cannot be run."""
+    headers = message.headers or {}
+    payload = decode_payload(
+        message.body, message.content_type, message.content_encoding, headers, accept
+    )
+    return decode_request(
+        headers,
+        message.properties or {},
+        message.delivery_info or {},
+        payload,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+    )
 
 
 def decode_request(

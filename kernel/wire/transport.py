@@ -52,13 +52,7 @@ class Stored(NamedTuple):
 
 @runtime_checkable
 class Message(Protocol):
-    """A message handed to a consumer (kombu's Message has this shape).
-
-    A broker whose deliveries belong to a connection (AMQP) may give messages a `valid`
-    attribute that turns False when that connection is lost: the broker has taken them back
-    and will deliver them again, so the consumer drops them instead of running them, and
-    acking or rejecting them does nothing.
-    """
+    """A message handed to a consumer (kombu's Message has this shape, plus `valid`)."""
 
     headers: dict[str, Any]
     properties: dict[str, Any]
@@ -67,6 +61,10 @@ class Message(Protocol):
     content_type: str
     content_encoding: str
     delivery_tag: Any
+    # False once the broker has taken the message back (the connection it came on was lost,
+    # AMQP): it will be delivered again, so the consumer drops it instead of running it, and
+    # acking or rejecting it does nothing. Always True where deliveries outlive a connection.
+    valid: bool
 
     def ack(self) -> None: ...
 
@@ -75,30 +73,25 @@ class Message(Protocol):
 
 class Broker(Protocol):
     """A connection to a broker. `publish` may be called from any thread; the consuming methods
-    (`consume`, `poll`, `cancel_consuming`, message acks) only from the one thread that consumes."""
+    (`consume`, `poll`, `cancel_consuming`, message acks) only from the one thread that consumes.
+
+    What a broker may do beyond the minimum is declared here with its default in `BaseBroker`;
+    the worker reads these members, it never probes for them."""
 
     url: str
+
+    @property
+    def wakes_up(self) -> bool:
+        """Whether `wakeup()` makes a blocked `poll()` return. If not, the consumer polls in
+        short slices while tasks run, so finished tasks are not kept waiting (default True)."""
 
     def connect(self) -> None:
         """Check the broker is reachable; raise BrokerUnreachable naming the host and port."""
 
-    def publish(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        exchange: str = "",
-        headers: Mapping[str, Any],
-        properties: Mapping[str, Any],
-        content_type: str,
-        content_encoding: str,
-        declare: Sequence[str | QueueSpec] = (),
-    ) -> None:
-        """Send one serialized message (declaring the named queues first, once per connection)."""
-
-    def publish_many(self, messages: Sequence[Outgoing]) -> None:
-        """Send several messages at once (a broker may pipeline them). Optional: apps fall
-        back to `publish` for each when a broker lacks it."""
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Send `messages` in order, declaring the queues each names first (once per
+        connection). A single send is a batch of one; a broker sends a batch in as few round
+        trips as it can (Redis: one pipeline; AMQP: a few socket writes)."""
 
     def consume(
         self,
@@ -127,10 +120,32 @@ class Broker(Protocol):
         """Close every connection; unacknowledged messages go back to their queues."""
 
 
+class BaseBroker:
+    """Defaults for a broker's optional members (subclass it, or declare them yourself)."""
+
+    wakes_up: bool = True
+
+
 class ResultBackend(Protocol):
-    """Where task states and results are stored, as Celery's meta documents."""
+    """Where task states and results are stored, as Celery's meta documents.
+
+    Optional abilities are declared with their defaults in `kernel.plugin.BaseBackend`."""
 
     url: str
+
+    # `store` works from any thread and in a forked pool child, concurrently with the worker's
+    # own calls: the worker then has a task alone in it store its result where it ran
+    stores_in_pool: bool
+
+    def reply_queue(self, oid: str) -> QueueSpec | None:
+        """The queue a client with id `oid` must declare before it sends a task, for a backend
+        that answers with messages (rpc://; the broker drops a reply to a missing queue), or
+        None. Asked once per client thread."""
+
+    def notify_channel(self, oid: str) -> str | None:
+        """Where the client with id `oid` waits to hear of results announced in batches
+        (Redis), sent in each task's NOTIFY_HEADER; None when the backend has no such notice.
+        Asked once per client thread."""
 
     def encode(self, meta: Mapping[str, Any]) -> bytes:
         """Serialize a meta document (done where the task ran, so a bad result fails that task)."""

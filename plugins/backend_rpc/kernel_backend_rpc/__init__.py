@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from kernel import hookimpl
-from kernel.plugin import READY_STATES, SUCCESS, BaseBackend, Broker, Message, QueueSpec, Stored
+from kernel.plugin import (
+    READY_STATES,
+    SUCCESS,
+    BaseBackend,
+    Broker,
+    Message,
+    Outgoing,
+    QueueSpec,
+    Stored,
+)
 
 __all__ = ["RPCBackend"]
 
@@ -31,23 +40,24 @@ class RPCBackend(BaseBackend):
 
     # -- the worker's side ------------------------------------------------------------------
     def store(self, items: Sequence[Stored]) -> None:
-        broker = self.app.broker
-        for item in items:
-            if not item.reply_to:
-                continue  # nobody to reply to (send_task from a client that set no reply_to)
-            broker.publish(
+        """Each result as a message to its client's reply queue, the batch in one publish."""
+        delivery_mode = 2 if self.persistent else 1
+        replies = [
+            Outgoing(
                 item.data,
-                routing_key=item.reply_to,
-                exchange="",
-                headers={},
-                properties={
-                    "correlation_id": item.task_id,
-                    "delivery_mode": 2 if self.persistent else 1,
-                },
-                content_type=self.content_type,
-                content_encoding=self.content_encoding,
-                declare=[self.reply_queue(item.reply_to)],
+                item.reply_to,
+                "",
+                {},
+                {"correlation_id": item.task_id, "delivery_mode": delivery_mode},
+                self.content_type,
+                self.content_encoding,
+                [self.reply_queue(item.reply_to)],
             )
+            for item in items
+            if item.reply_to  # nobody to reply to: send_task from a client that set no reply_to
+        ]
+        if replies:
+            self.app.broker.publish(replies)
 
     # -- the client's side ------------------------------------------------------------------
     def _state(self) -> tuple[Broker, dict[str, dict[str, Any]]]:

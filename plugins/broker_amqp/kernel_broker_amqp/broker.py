@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from amqp.exceptions import NotFound
@@ -124,34 +124,7 @@ class AmqpBroker(KombuBroker):
         close_quietly(conn, self.options.connect_timeout)
 
     # -- publishing (any thread) ----------------------------------------------------------------
-    def publish(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        exchange: str = "",
-        headers: Mapping[str, Any],
-        properties: Mapping[str, Any],
-        content_type: str,
-        content_encoding: str,
-        declare: Sequence[str | QueueSpec] = (),
-    ) -> None:
-        self.publish_many(
-            [
-                Outgoing(
-                    body,
-                    routing_key,
-                    exchange,
-                    headers,
-                    properties,
-                    content_type,
-                    content_encoding,
-                    declare,
-                )
-            ]
-        )
-
-    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+    def publish(self, messages: Sequence[Outgoing]) -> None:
         """Send messages over one borrowed connection, retried together per the policy (so a
         batch cut off midway may send its first messages twice: at least once, never lost)."""
         prepared = []

@@ -17,7 +17,7 @@ from kernel_broker_amqp import AmqpBroker
 from kombu.connection import Connection
 
 from kernel import App
-from kernel.plugin import BrokerUnreachable
+from kernel.plugin import BrokerUnreachable, Outgoing
 
 UNREACHABLE = "amqp://guest:secret@127.0.0.1:1//"
 
@@ -29,13 +29,18 @@ def _app(url: str, **settings: Any) -> App:
 def _send(broker: Any, queue: str, n: int = 1, first: int = 0) -> None:
     for i in range(first, first + n):
         broker.publish(
-            b"{}",
-            routing_key=queue,
-            headers={"id": str(i)},
-            properties={"delivery_mode": 2},
-            content_type="application/json",
-            content_encoding="utf-8",
-            declare=[queue],
+            [
+                Outgoing(
+                    b"{}",
+                    queue,
+                    "",
+                    {"id": str(i)},
+                    {"delivery_mode": 2},
+                    "application/json",
+                    "utf-8",
+                    [queue],
+                )
+            ]
         )
 
 

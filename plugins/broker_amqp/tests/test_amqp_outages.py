@@ -13,7 +13,7 @@ import pytest
 from kombu.connection import Connection
 
 from kernel import App, Worker
-from kernel.plugin import BrokerUnreachable
+from kernel.plugin import BrokerUnreachable, Outgoing
 from kernel.testing.helpers import wait_until
 
 
@@ -96,15 +96,10 @@ def test_worker_consumes_again_after_rabbitmqctl_close_all_connections(
 
 
 def _publish(app: App, queue: str) -> None:
-    app.broker.publish(
-        b"{}",
-        routing_key=queue,
-        headers={},
-        properties={"delivery_mode": 2},
-        content_type="application/json",
-        content_encoding="utf-8",
-        declare=[queue],
+    message = Outgoing(
+        b"{}", queue, "", {}, {"delivery_mode": 2}, "application/json", "utf-8", [queue]
     )
+    app.broker.publish([message])
 
 
 def _waiting(amqp_url: str, queue: str) -> int:

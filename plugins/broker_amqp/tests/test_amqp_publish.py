@@ -41,7 +41,7 @@ def test_what_arrives_is_what_kombus_producer_sends(
         _, message = app.build_message(
             "pub.task", args, {"k": [1, 2]}, {"queue": ours, "expires": 60, "priority": 3}
         )
-        app.broker.publish_many([message])
+        app.broker.publish([message])
         _declare(amqp_url, theirs)
         props = dict(message.properties)
         with Connection(amqp_url) as conn:
@@ -86,10 +86,10 @@ def test_a_refused_publish_is_reported_and_the_next_one_gets_through(
             good.content_encoding,
             (),
         )
-        app.broker.publish_many([refused])
+        app.broker.publish([refused])
         time.sleep(0.3)  # the server's channel.close arrives after the publish returned
         with caplog.at_level(logging.WARNING, logger="kernel.broker.amqp"):
-            app.broker.publish_many([good])
+            app.broker.publish([good])
         assert any(missing in r.getMessage() for r in caplog.records), caplog.text
         assert _get(amqp_url, queue).headers["id"] == good.headers["id"]
     finally:

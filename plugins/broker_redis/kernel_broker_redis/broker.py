@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from kernel.plugin import BrokerUnreachable, Outgoing, QueueSpec, retry_call
+from kernel.plugin import BaseBroker, BrokerUnreachable, Outgoing, QueueSpec, retry_call
 
 from .envelope import body_of, envelope, parse
 from .keys import SEP, Keys
@@ -46,6 +46,8 @@ ACK_LINGER = 0.05
 
 class RedisMessage:
     """One delivered message. ack/reject are recorded here and sent in the next batch."""
+
+    valid = True  # a delivery stays this consumer's across a reconnect: never taken back
 
     __slots__ = (
         "_broker",
@@ -87,7 +89,7 @@ class RedisMessage:
             self._broker._settle(self)
 
 
-class RedisBroker:
+class RedisBroker(BaseBroker):
     """`publish` from any thread; consuming from the one thread calling `consume` and `poll`."""
 
     wakes_up = True
@@ -172,34 +174,7 @@ class RedisBroker:
         raise BrokerUnreachable("cannot reach broker " + "; ".join(errors))
 
     # -- publishing (any thread) ------------------------------------------------------------
-    def publish(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        exchange: str = "",
-        headers: Mapping[str, Any],
-        properties: Mapping[str, Any],
-        content_type: str,
-        content_encoding: str,
-        declare: Sequence[str | QueueSpec] = (),
-    ) -> None:
-        self.publish_many(
-            [
-                Outgoing(
-                    body,
-                    routing_key,
-                    exchange,
-                    headers,
-                    properties,
-                    content_type,
-                    content_encoding,
-                    declare,
-                )
-            ]
-        )
-
-    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+    def publish(self, messages: Sequence[Outgoing]) -> None:
         """LPUSH each message onto its list (one command for one message, else one pipeline)."""
         pushes = []
         for message in messages:

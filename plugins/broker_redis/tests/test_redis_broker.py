@@ -16,7 +16,7 @@ import redis
 from kernel_broker_redis.scripts import FETCH
 
 from kernel import App, Worker
-from kernel.plugin import BrokerUnreachable
+from kernel.plugin import BrokerUnreachable, Outgoing
 from kernel.testing.contracts import BrokerContract
 from kernel.testing.helpers import wait_until
 
@@ -428,14 +428,7 @@ def test_failover_list_uses_the_next_url() -> None:
     app = _app("redis://127.0.0.1:1/0;" + DB_URL)
     broker = app.open_broker(app.pm)
     broker.connect()
-    broker.publish(
-        b"{}",
-        routing_key="failover-check",
-        headers={},
-        properties={},
-        content_type="application/json",
-        content_encoding="utf-8",
-    )
+    broker.publish([Outgoing(b"{}", "failover-check", "", {}, {}, "application/json", "utf-8")])
     assert redis.Redis.from_url(DB_URL).rpop("failover-check") is not None
 
 

@@ -122,7 +122,8 @@ def kernel_task_options() -> list[str]:
     return ["rate_limit"]
 
 
-@hookimpl
+# asked last: taking a token admits the task, so no other policy may defer it afterwards
+@hookimpl(trylast=True)
 def kernel_task_defer(request: Request, task: Task, worker: Worker) -> float | None:
     limits = worker.services.get(RATE_LIMITS)
     return limits.delay_for(task) if limits is not None else None
