@@ -294,7 +294,8 @@ def test_a_dead_workers_messages_come_back_without_waiting_an_hour(
     queue = f"q-{uuid.uuid4().hex[:8]}"
     first = start_worker("-A", "proj:app", "-Q", queue)
     marker = tmp_path / "marker"
-    result = proj.job.apply_async((str(marker), 1), queue=queue)
+    # long enough that the kill lands mid-task even on a machine too busy to act at once
+    result = proj.job.apply_async((str(marker), 4), queue=queue)
     assert wait_until(marker.exists, timeout=20)
     began = time.monotonic()
     first.stop(signal.SIGKILL)
