@@ -114,6 +114,11 @@ class PluginManager(pluggy.PluginManager):
 
     # discovery ----------------------------------------------------------------------------
     @property
+    def discovers(self) -> bool:
+        """Whether this manager looks at installed entry points (a test's may not)."""
+        return self._discover
+
+    @property
     def installed(self) -> dict[str, Installed]:
         if self._installed is None:
             self._installed = installed_plugins() if self._discover else {}

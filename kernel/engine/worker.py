@@ -60,6 +60,8 @@ class Worker(Node):
         if pool:
             name = f"pool.{pool}"
             if name not in self.pm.installed and self.pm.get_plugin(name) is None:
+                if not self.pm.discovers:
+                    raise PluginError(self.pm.missing_message(name))
                 raise PluginError(self._bad_pick("pool", "worker_pool", str(pool)))
             picks.append(name)
         if self.app is not None:

@@ -1,49 +1,34 @@
-"""Per-task hooks in the parent: a per-key concurrency limit written as the README writes it,
-on every pool (prefork included), and the worker that the execute wrapper is given."""
+"""The README's example plugins, run: a step with a setting and an option, and the per-key
+concurrency limit on every pool (prefork included); the worker the execute wrapper is given."""
 
 from __future__ import annotations
 
 import collections
 import itertools
+import re
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from kernel import App, Worker, hookimpl
-from kernel.plugin import Setting, at_least
 
 
-class PerKeyLimit:
+def readme_plugin(first_line: str) -> ModuleType:
+    """The README's example plugin whose code block opens with `first_line`, as a module."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (code,) = [block for block in blocks if block.startswith(first_line)]
+    module = ModuleType(first_line.split()[1].split("/")[0])
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    return module
+
+
+def per_key_limit() -> ModuleType:
     """At most `key_concurrency` tasks with the same `key` keyword argument run at once."""
-
-    def __init__(self) -> None:
-        self.running: collections.Counter[str] = collections.Counter()
-
-    @hookimpl
-    def kernel_settings(self) -> list[Setting]:
-        return [Setting("key_concurrency", 1, at_least(1), "tasks per key at once")]
-
-    @hookimpl
-    def kernel_task_defer(self, request: Any, worker: Any) -> float | None:
-        key = request.kwargs.get("key")
-        if key is not None and self.running[key] >= worker.settings.key_concurrency:
-            return 0.05  # asked again in 50 ms, without holding a pool slot meanwhile
-        return None
-
-    @hookimpl
-    def kernel_task_dispatched(self, request: Any) -> None:
-        # counted here, not in kernel_task_defer: a later plugin could still defer the task
-        key = request.kwargs.get("key")
-        if key is not None:
-            self.running[key] += 1
-
-    @hookimpl
-    def kernel_task_done(self, request: Any) -> None:
-        key = request.kwargs.get("key")
-        if key is not None:
-            self.running[key] -= 1
+    return readme_plugin("# kernel_perkey/__init__.py")
 
 
 def make_app(tmp_path: Path) -> App:
@@ -75,7 +60,7 @@ def test_a_per_key_limit_holds_on_every_pool(tmp_path: Path, pool: str) -> None:
     log = str(tmp_path / "spans.log")
     worker = Worker(
         app=app,
-        plugins=[PerKeyLimit()],
+        plugins=[per_key_limit()],
         settings={"worker_pool": pool, "worker_concurrency": 3, "key_concurrency": 1},
     )
     worker.start()
@@ -98,7 +83,7 @@ def test_a_bad_value_of_a_hook_only_plugins_setting_names_the_key(tmp_path: Path
     from kernel import ConfigError
 
     app = make_app(tmp_path)
-    worker = Worker(app=app, plugins=[PerKeyLimit()], settings={"key_concurrency": 0})
+    worker = Worker(app=app, plugins=[per_key_limit()], settings={"key_concurrency": 0})
     with pytest.raises(ConfigError, match="setting 'key_concurrency': expected a number of"):
         worker.build()
 
@@ -121,3 +106,16 @@ def test_the_execute_wrapper_is_given_the_worker(tmp_path: Path) -> None:
         worker.stop()
         app.close()
     assert seen == [("hooks.work", worker.hostname)]
+
+
+def test_the_readme_step_plugin_runs_with_its_setting_and_option(
+    make_worker: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hello = readme_plugin("# kernel_hello/__init__.py")
+    settings = {"worker_pool": "solo", "hello_greeting": "hi there"}
+    worker = make_worker(hello, settings=settings, discover=True)
+    worker.start()
+    worker.stop()
+    assert "hi there" in capsys.readouterr().out
+    (option,) = hello.kernel_cli_options()
+    assert option.opts == ["--greeting"] and option.name == "hello_greeting"
