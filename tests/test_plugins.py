@@ -75,6 +75,18 @@ def test_a_manager_that_does_not_discover_says_so() -> None:
         PluginManager(discover=False).enable("pool.threads")
 
 
+def test_make_worker_finds_installed_plugins_as_a_worker_does(make_worker: Any) -> None:
+    # the test kit's default: what a setting picks or a name enables comes from the installed
+    # entry points, as in `kernel start` (not "pool 'threads' is not installed")
+    picked = make_worker(settings={"worker_pool": "threads"})
+    assert [step.name for step in picked.steps] == ["pool.threads"]
+    named = make_worker("pool.threads")
+    origin = named.pm.origin("pool.threads")
+    assert origin is not None and origin.distribution == "taskkernel-pool-threads"
+    with pytest.raises(PluginError, match=r"not registered.*discover=False"):
+        make_worker("pool.threads", discover=False)  # still there for isolated tests
+
+
 def test_split_plugin_args() -> None:
     assert split_plugin_args(["a,b", "no:c", " a ", "", "d"]) == (["a", "b", "d"], ["c"])
 
