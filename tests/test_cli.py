@@ -181,3 +181,14 @@ def test_plugins_from_the_environment_and_hook_tracing(hello_site: Path, kernel_
         timeout=60,
     )
     assert blocked.returncode == 2 and "plugin 'hello' is blocked" in blocked.stderr
+
+
+def test_a_setting_declared_by_hooks_alone_from_the_command_line(
+    hello_site: Path, run_kernel: Any
+) -> None:
+    shown = run_kernel(["graph", "--plugin", "hello.tuning", "-s", "hello_repeat=2"], hello_site)
+    assert shown.returncode == 0, shown.stderr
+    assert_one_line_error(
+        run_kernel(["graph", "--plugin", "hello.tuning", "-s", "hello_repeat=0"], hello_site),
+        "setting 'hello_repeat': expected a number of at least 1, got '0'",
+    )

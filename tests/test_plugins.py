@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 import kernel.manager
-from kernel import PluginError, PluginManager, Step, Worker, hookimpl
+from kernel import ConfigError, PluginError, PluginManager, Step, Worker, hookimpl
 from kernel.manager import split_plugin_args
 
 
@@ -184,3 +184,13 @@ def test_missing_step_names_the_installed_plugin_providing_it() -> None:
         "provides; enable plugin 'hello' with --plugin hello",
     ):
         Worker(plugins=[Plugin()]).build()
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_settings_declared_by_a_hook_only_plugin() -> None:
+    worker = Worker(plugins=["hello.tuning"], settings={"hello_repeat": "3"}).build()
+    assert worker.settings.hello_repeat == 3
+    with pytest.raises(
+        ConfigError, match=r"^setting 'hello_repeat': expected a number of at least 1, got '0'$"
+    ):
+        Worker(plugins=["hello.tuning"], settings={"hello_repeat": "0"}).build()

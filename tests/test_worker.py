@@ -11,8 +11,18 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 
-from kernel import ConfigError, ServiceKey, Step, StepStartError, Worker, hookimpl, setting
-from kernel.settings import to_int
+from kernel import (
+    ConfigError,
+    PluginError,
+    ServiceKey,
+    Setting,
+    Step,
+    StepStartError,
+    Worker,
+    hookimpl,
+    setting,
+)
+from kernel.plugin import at_least, to_int
 
 JOURNAL: list[str] = []
 
@@ -104,6 +114,57 @@ def test_terminate_reaches_every_step_even_when_one_raises(make_worker: Any) -> 
     assert JOURNAL[-3:] == ["terminate c", "terminate b", "terminate a"]
 
 
+class Watcher:
+    """A plugin recording the lifecycle hooks, with the steps started when each fired."""
+
+    plugin_name = "watcher"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    @hookimpl
+    def kernel_worker_ready(self, worker: Worker) -> None:
+        self.calls.append(("ready", worker.started_steps))
+
+    @hookimpl
+    def kernel_worker_shutdown(self, worker: Worker, cold: bool) -> None:
+        self.calls.append(("shutdown", cold, worker.started_steps))
+
+
+ALL = ["db", "cache", "api", "metrics"]
+
+
+def test_start_and_stop_fire_the_ready_and_shutdown_hooks_once(make_worker: Any) -> None:
+    watcher = Watcher()
+    worker = make_worker(Contributes(*CHAIN), watcher)
+    worker.start()
+    assert watcher.calls == [("ready", ALL)]  # after the last step started
+    worker.stop()
+    worker.stop()
+    worker.terminate()  # already stopped: no second shutdown
+    assert watcher.calls == [("ready", ALL), ("shutdown", False, ALL)]  # before any step stops
+    assert JOURNAL[4:] == ["stop metrics", "stop api", "stop cache", "stop db"]
+
+
+def test_terminate_fires_a_cold_shutdown(make_worker: Any) -> None:
+    watcher = Watcher()
+    worker = make_worker(Contributes(*CHAIN), watcher)
+    worker.start()
+    worker.terminate()
+    worker.stop()
+    assert watcher.calls == [("ready", ALL), ("shutdown", True, ALL)]
+
+
+def test_a_worker_that_never_got_ready_fires_neither(make_worker: Any) -> None:
+    watcher = Watcher()
+    steps = [*CHAIN[:2], make_step("api", requires=("cache",), fail=True), CHAIN[3]]
+    worker = make_worker(Contributes(*steps), watcher)
+    with pytest.raises(StepStartError):
+        worker.start()
+    worker.terminate()
+    assert watcher.calls == []
+
+
 def test_services_are_shared_through_typed_keys(make_worker: Any) -> None:
     answer: ServiceKey[int] = ServiceKey("answer")
     seen = []
@@ -146,6 +207,41 @@ def test_bad_setting_value_names_the_key(make_worker: Any) -> None:
     with pytest.raises(ConfigError) as info:
         make_worker(Contributes(Tunable), settings={"size": "huge"})
     assert str(info.value) == "setting 'size': expected an integer, got 'huge'"
+
+
+def test_a_step_with_settings_but_without_attrs_define_is_refused(make_worker: Any) -> None:
+    class Loose(Step):  # @attrs.define forgotten: its setting would never be declared
+        name = "loose"
+        loose_size: int = setting(4, convert=to_int)
+
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'test': step class .*Loose declares fields but is not an attrs class; "
+        r"decorate it with @attrs\.define",
+    ):
+        make_worker(Contributes(Loose))
+
+
+class Greeter:
+    """A plugin made of hooks alone that declares a setting."""
+
+    plugin_name = "greeter"
+
+    @hookimpl
+    def kernel_settings(self) -> list[Setting]:
+        return [Setting("greet_times", 1, at_least(1), "how many times to greet")]
+
+
+def test_a_hook_only_plugin_declares_settings(make_worker: Any) -> None:
+    worker = make_worker(Greeter(), settings={"greet_times": "3"})
+    assert worker.settings.greet_times == 3  # converted, as a step's setting is
+    assert worker.settings.declared()["greet_times"].owner == "greeter"
+    assert make_worker(Greeter()).settings.greet_times == 1
+    with pytest.raises(ConfigError) as info:
+        make_worker(Greeter(), settings={"greet_times": "0"})
+    assert str(info.value) == "setting 'greet_times': expected a number of at least 1, got '0'"
+    with pytest.raises(ConfigError, match="setting 'greet_times': unknown setting"):
+        make_worker(settings={"greet_times": 2})  # the plugin is not enabled
 
 
 def test_unknown_setting_is_refused_with_a_suggestion(make_worker: Any) -> None:
