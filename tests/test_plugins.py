@@ -194,3 +194,18 @@ def test_settings_declared_by_a_hook_only_plugin() -> None:
         ConfigError, match=r"^setting 'hello_repeat': expected a number of at least 1, got '0'$"
     ):
         Worker(plugins=["hello.tuning"], settings={"hello_repeat": "0"}).build()
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_the_hint_names_the_disabled_plugin_past_broken_ones() -> None:
+    # hello.broken, hello.crashing and hello.raising sort before hello.tuning: they are
+    # installed, not enabled, and broken (a misspelled hook, an import that raises, hooks
+    # that raise), and must not stand in the way of the hint
+    with pytest.raises(
+        ConfigError,
+        match=r"^setting 'hello_repeat': unknown setting; it belongs to plugin 'hello\.tuning'; "
+        r"enable it with --plugin hello\.tuning$",
+    ):
+        Worker(settings={"hello_repeat": 2}).build()
+    with pytest.raises(ConfigError, match=r"^setting 'no_such_key': unknown setting$"):
+        Worker(settings={"no_such_key": 2}).build()

@@ -452,14 +452,17 @@ def _describe_plugin(worker: Worker, name: str) -> list[str]:
             return [f"cannot load: {exc}"]
         plugin = pm.get_plugin(name)
     lines = []
-    for owner, classes in pm.call_each("kernel_steps"):
-        if owner != name:
-            continue
-        for cls in classes or ():
-            spec = StepSpec.of(cls, name)
-            roles = f" provides {', '.join(spec.provides)}" if spec.provides else ""
-            needs = f" requires {', '.join(spec.requires)}" if spec.requires else ""
-            lines.append(f"step {spec.name}:{roles}{needs}".rstrip(":"))
+    try:
+        for owner, classes in pm.call_each("kernel_steps"):
+            if owner != name:
+                continue
+            for cls in classes or ():
+                spec = StepSpec.of(cls, name)
+                roles = f" provides {', '.join(spec.provides)}" if spec.provides else ""
+                needs = f" requires {', '.join(spec.requires)}" if spec.requires else ""
+                lines.append(f"step {spec.name}:{roles}{needs}".rstrip(":"))
+    except Exception as exc:  # a broken plugin is listed as such; the others still are
+        lines.append(f"cannot list its steps: {type(exc).__name__}: {exc}")
     hooks = pm.hooks_of(plugin)
     lines.append("hooks: " + (", ".join(hooks) or "(none)"))
     return lines
