@@ -74,8 +74,9 @@ def kernel_configure(settings: Settings, worker: Worker) -> None:
     """Check or complete the merged settings before any step is built.
 
     Runs in the parent once per worker, after every explicit value was converted and checked.
-    Raise ``ConfigError(key, message)`` to refuse a combination of settings (it prints as
-    "setting 'key': message"); assign to `settings` to fill in derived values. Returns nothing.
+    Raise ``kernel.plugin.ConfigError(key, message)`` to refuse a combination of settings (it
+    prints as "setting 'key': message"; ``ConfigError(message)`` prints just the message);
+    assign to `settings` to fill in derived values. Returns nothing.
     """
 
 

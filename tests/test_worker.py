@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -261,6 +262,30 @@ def test_configure_hook_sees_settings_and_may_refuse(make_worker: Any) -> None:
     assert make_worker(Contributes(Tunable), Policy(), settings={"size": 8}).steps[0].size == 8
     with pytest.raises(ConfigError, match="at most 8"):
         make_worker(Contributes(Tunable), Policy(), settings={"size": 9})
+
+
+def test_config_error_names_the_key_or_says_just_the_message(make_worker: Any) -> None:
+    class Policy:
+        plugin_name = "policy"
+
+        @hookimpl
+        def kernel_configure(self, settings: Any) -> None:
+            if settings.size > 8:
+                raise ConfigError("size", "at most 8 with the policy plugin")
+            if settings.size < 2:
+                raise ConfigError("the policy plugin needs a size of 2 or more")  # no key
+
+    with pytest.raises(ConfigError) as keyed:
+        make_worker(Contributes(Tunable), Policy(), settings={"size": 9})
+    assert str(keyed.value) == "setting 'size': at most 8 with the policy plugin"
+    assert keyed.value.key == "size"
+    with pytest.raises(ConfigError) as plain:
+        make_worker(Contributes(Tunable), Policy(), settings={"size": 1})
+    assert str(plain.value) == "the policy plugin needs a size of 2 or more"
+    assert plain.value.key is None
+    # either form survives pickling (as an error raised in a prefork child must)
+    for error in (keyed.value, plain.value):
+        assert str(pickle.loads(pickle.dumps(error))) == str(error)
 
 
 def test_role_setting_picks_the_plugin(make_worker: Any) -> None:
