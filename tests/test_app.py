@@ -67,6 +67,23 @@ def test_malformed_rate_limit_is_refused_at_definition(app: App) -> None:
     app.task(rate_limit="100/m")(lambda: None)  # fine
 
 
+def test_a_malformed_broker_url_is_a_bad_url_naming_the_setting() -> None:
+    for url, hint in [
+        ("rediss//bad", "did you mean 'rediss://bad'?"),
+        ("foo//bar", "did you mean 'foo://bar'?"),
+        ("//nowhere", "e.g. redis://host"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            App(broker=url).pm  # noqa: B018
+        assert str(info.value) == (
+            f"setting 'broker_url': bad URL {url!r}: expected SCHEME://...; {hint}"
+            if "mean" in hint
+            else f"setting 'broker_url': bad URL {url!r}: expected SCHEME://..., {hint}"
+        )
+    with pytest.raises(ConfigError, match=r"bad URL 'redis:/u:\*\*\*\*@host'"):
+        App(broker="redis:/u:secret@host").pm  # noqa: B018  # the password is not shown
+
+
 def test_delay_sends_a_celery_message(app: App) -> None:
     @app.task
     def add(x: int, y: int) -> int:
