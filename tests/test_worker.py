@@ -288,6 +288,30 @@ def test_config_error_names_the_key_or_says_just_the_message(make_worker: Any) -
         assert str(pickle.loads(pickle.dumps(error))) == str(error)
 
 
+def test_core_settings_refuse_numbers_no_worker_could_use(make_worker: Any) -> None:
+    for key, value, allowed in [
+        ("worker_concurrency", -2, "expected a number of at least 1, got -2"),
+        ("worker_concurrency", "0", "expected a number of at least 1, got '0'"),
+        ("worker_prefetch_multiplier", "-1", "expected a number of at least 0, got '-1'"),
+        ("task_time_limit", -1, "expected a number of seconds above 0, or None for no limit"),
+        ("task_soft_time_limit", "0", "expected a number of seconds above 0, or None for no"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            make_worker(settings={key: value})
+        assert str(info.value).startswith(f"setting {key!r}: {allowed}"), info.value
+    worker = make_worker(
+        settings={
+            "worker_concurrency": "2",
+            "worker_prefetch_multiplier": "0",  # 0: no limit, as in Celery
+            "task_time_limit": "30",
+            "task_soft_time_limit": "none",  # None: no limit
+        }
+    )
+    assert worker.settings.worker_concurrency == 2
+    assert worker.settings.worker_prefetch_multiplier == 0
+    assert (worker.settings.task_time_limit, worker.settings.task_soft_time_limit) == (30.0, None)
+
+
 def test_role_setting_picks_the_plugin(make_worker: Any) -> None:
     threads = Contributes(make_step("threads", provides=("pool",)), name="pool.threads")
     solo = Contributes(make_step("solo", provides=("pool",)), name="pool.solo")
