@@ -9,6 +9,10 @@ Where a hook runs:
 * *parent*: the worker's main process, in the thread that builds or stops the worker;
 * *child*: wherever tasks execute: a prefork child process, or the worker process itself for
   the solo, threads, gevent and eventlet pools.
+
+Every function of a plugin module (or method of a plugin object) named ``kernel_*``, defined
+there or imported, is taken as a hook implementation, marked with ``@hookimpl`` or not: so a
+misspelled hook is an error naming it, not a function never called. Name helpers otherwise.
 """
 
 from __future__ import annotations
