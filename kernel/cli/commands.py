@@ -33,11 +33,16 @@ _PRESCAN = {
     "-s": "set",
     "--app": "app",
     "-A": "app",
+    "--broker": "broker",
+    "-b": "broker",
+    "--result-backend": "backend",
 }
+# the settings a prescanned option sets: the broker URL picks the broker plugin, say
+_PRESCAN_SETTINGS = {"pool": "worker_pool", "broker": "broker_url", "backend": "result_backend"}
 
 
 def _prescan(args: Sequence[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {"plugin": [], "pool": [], "set": [], "app": []}
+    found: dict[str, list[str]] = {name: [] for name in _PRESCAN.values()}
     it = iter(args)
     for arg in it:
         if arg == "--":
@@ -92,6 +97,19 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             help="The app whose tasks the worker runs, e.g. proj.tasks:app.",
         ),
         click.option(
+            "-b",
+            "--broker",
+            default=None,
+            metavar="URL",
+            help="Broker URL (overrides the app's broker_url); its scheme picks the plugin.",
+        ),
+        click.option(
+            "--result-backend",
+            default=None,
+            metavar="URL",
+            help="Result backend URL (overrides the app's result_backend).",
+        ),
+        click.option(
             "-P",
             "--pool",
             default=None,
@@ -133,8 +151,9 @@ class PluginCommand(click.Command):
         base = ctx.meta.setdefault("kernel.base_params", list(self.params))
         pre = _prescan(args)
         settings: dict[str, Any] = parse_assignments(pre["set"])
-        if pre["pool"]:
-            settings["worker_pool"] = pre["pool"][-1]
+        for option, key in _PRESCAN_SETTINGS.items():
+            if pre[option]:
+                settings[key] = pre[option][-1]  # the last one given wins, as click has it
         app = load_app(pre["app"][-1]) if pre["app"] else None
         worker = Worker(app=app, settings=settings, plugins=[*plugins_from_env(), *pre["plugin"]])
         worker.load_plugins()
@@ -279,7 +298,13 @@ def _client(func: Callable[..., Any]) -> Callable[..., Any]:
             help="The app to use (default: an app on the embedded broker).",
         ),
         click.option("-b", "--broker", default=None, help="Broker URL (overrides the app's)."),
-        click.option("--backend", default=None, help="Result backend URL (overrides the app's)."),
+        click.option(
+            "--backend",
+            "--result-backend",
+            "backend",
+            default=None,
+            help="Result backend URL (overrides the app's).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
