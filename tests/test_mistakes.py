@@ -1,10 +1,13 @@
-"""Mistakes a user makes on the command line with an app: one line naming what is wrong."""
+"""Mistakes a user makes on the command line with an app: one line naming what is wrong, or,
+where nothing is wrong but the task will not run (a client in another directory than the
+worker), a note saying where it went instead of a silent wait."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,4 +144,74 @@ def test_a_worker_started_with_a_redis_url_says_so_in_its_banner(here: Path, wor
     plugins = next(line for line in worker.log.splitlines() if "plugins :" in line)
     assert "broker.redis" in plugins and "backend.redis" in plugins
     assert "embedded" not in plugins
+    assert worker.stop() == 0
+
+
+# -- a client in another directory than the worker --------------------------------------------
+
+
+def test_a_client_in_another_directory_is_told_where_its_task_went(
+    tmp_path: Path, workers: Any
+) -> None:
+    there = make_project(tmp_path / "there")  # the worker's directory
+    here = make_project(tmp_path / "here")  # the client's: another embedded:// file
+    worker = workers(there, "-c", "1")
+    there_db = os.path.realpath(there / ".taskkernel" / "broker.db")
+    here_db = os.path.realpath(here / ".taskkernel" / "broker.db")
+    assert f"broker  : embedded:// ({there_db})" in worker.log  # the banner names the file
+
+    # beside the worker: the result, and no note
+    beside = kernel(there, "call", "-A", "proj:app", "proj.add", "--args", "[2, 3]", "--wait")
+    assert (beside.returncode, beside.stdout.strip(), beside.stderr) == (0, "5", "")
+
+    # elsewhere, without --wait: the id, and a note naming the file nobody consumes from
+    nobody = f"no worker consumes queue 'celery' in {here_db} (broker embedded://)"
+    sent = kernel(here, "call", "-A", "proj:app", "proj.add", "--args", "[1, 1]")
+    assert sent.returncode == 0 and len(sent.stdout.strip()) == 36
+    assert sent.stderr.strip() == f"Note: {nobody}; the task waits there until one does"
+
+    # with --wait and --timeout: gives up as asked, saying why
+    timed = kernel(
+        here, "call", "-A", "proj:app", "proj.add", "--args", "[2, 2]", "--wait", "--timeout", "1"
+    )
+    assert timed.returncode == 1
+    assert timed.stderr.strip().endswith(f": no result after 1.0s (state PENDING); {nobody}")
+
+    # with --wait and no timeout: a note after a short while, then it keeps waiting...
+    env = {k: v for k, v in os.environ.items() if k != "KERNEL_PLUGINS"}
+    waiting = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kernel",
+            "call",
+            "-A",
+            "proj:app",
+            "proj.add",
+            "--args",
+            "[3, 4]",
+            "--wait",
+        ],
+        cwd=here,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert waiting.stderr is not None
+        began = time.monotonic()
+        note = waiting.stderr.readline().strip()
+        assert time.monotonic() - began < 20
+        assert note.startswith("Note: task ") and note.endswith(
+            f"is still PENDING: {nobody}; still waiting (Ctrl-C to stop; --timeout N gives up)"
+        )
+        assert waiting.poll() is None
+        # ...until a worker consumes that file: then the result, as if nothing had happened
+        workers(here, "-c", "1")
+        out, err = waiting.communicate(timeout=30)
+        assert (waiting.returncode, out.strip(), err) == (0, "7", "")
+    finally:
+        waiting.kill()
+        waiting.wait(10)
     assert worker.stop() == 0

@@ -17,6 +17,8 @@ from ..engine.worker import Worker
 from ..errors import KernelError, UsageError
 from ..hints import option_owner
 from ..manager import plugins_from_env
+from ..wire.meta import PENDING
+from ..wire.urls import safe_url
 from .banner import core_version, render, step_lines
 from .loader import load_app
 
@@ -39,6 +41,8 @@ _PRESCAN = {
 }
 # the settings a prescanned option sets: the broker URL picks the broker plugin, say
 _PRESCAN_SETTINGS = {"pool": "worker_pool", "broker": "broker_url", "backend": "result_backend"}
+# seconds `kernel call --wait` without --timeout waits before it checks that a worker consumes
+NOTICE_AFTER = 3.0
 
 
 def _prescan(args: Sequence[str]) -> dict[str, list[str]]:
@@ -334,13 +338,32 @@ def _json_arg(value: str | None, name: str, kind: type) -> Any:
     return parsed
 
 
-def _show_result(result: AsyncResult, timeout: float | None) -> int:
+def _nobody_consumes(app: App, queue: str | None) -> str | None:
+    """Why a task sent to `queue` may never run, if the broker can tell: no live worker consumes
+    that queue where this client sends it (another directory's embedded file, say)."""
+    if queue is None:
+        return None
+    found = app.pm.hook.kernel_queue_consumers(url=app.broker_url, queue=queue, app=app)
+    if not found or found[1] != 0:
+        return None
+    return f"no worker consumes queue {queue!r} in {found[0]} (broker {safe_url(app.broker_url)})"
+
+
+def _show_result(result: AsyncResult, timeout: float | None, queue: str | None = None) -> int:
     from ..wire.exceptions import TimeoutError as ResultTimeout
 
     try:
-        value = result.get(timeout=timeout, propagate=False)
+        if timeout is None and queue is not None:
+            value = _wait_saying_why(result, queue)
+        else:
+            value = result.get(timeout=timeout, propagate=False)
     except ResultTimeout:
-        click.echo(f"{result.id}: no result after {timeout}s (state {result.state})", err=True)
+        why = _nobody_consumes(result.app, queue) if result.state == PENDING else None
+        click.echo(
+            f"{result.id}: no result after {timeout}s (state {result.state})"
+            + (f"; {why}" if why else ""),
+            err=True,
+        )
         return 1
     if result.failed() or result.state == "REVOKED":
         click.echo(f"{result.state}: {value!r}")
@@ -349,6 +372,26 @@ def _show_result(result: AsyncResult, timeout: float | None) -> int:
         return 1
     click.echo(json.dumps(value, default=repr))
     return 0
+
+
+def _wait_saying_why(result: AsyncResult, queue: str) -> Any:
+    """Wait with no time limit, as asked; but if the task is still PENDING after a short while
+    and no worker consumes its queue, say so once on stderr, naming where the client sent it.
+    Then keep waiting: the message stays queued, and a worker started later runs it."""
+    from ..wire.exceptions import TimeoutError as ResultTimeout
+
+    try:
+        return result.get(timeout=NOTICE_AFTER, propagate=False)
+    except ResultTimeout:
+        pass
+    why = _nobody_consumes(result.app, queue) if result.state == PENDING else None
+    if why:
+        click.echo(
+            f"Note: task {result.id} is still PENDING: {why}; "
+            "still waiting (Ctrl-C to stop; --timeout N gives up)",
+            err=True,
+        )
+    return result.get(timeout=None, propagate=False)
 
 
 @cli.command()
@@ -400,11 +443,15 @@ def call(
     result = app.send_task(
         task_name, args, kwargs, **{k: v for k, v in options.items() if v is not None}
     )
-    if not wait:
-        click.echo(result.id)
-        return 0
+    sent_to = app.route(task_name, args, kwargs, queue).get("queue")
     try:
-        return _show_result(result, timeout)
+        if wait:
+            return _show_result(result, timeout, sent_to)
+        click.echo(result.id)
+        why = _nobody_consumes(app, sent_to)
+        if why:
+            click.echo(f"Note: {why}; the task waits there until one does", err=True)
+        return 0
     finally:
         app.close()
 
