@@ -132,15 +132,6 @@ def kernel_result_backend(url: str, app: App) -> ResultBackend | None:
     """Return a ResultBackend for `url` if this plugin handles its scheme, else None."""
 
 
-@hookspec(firstresult=True)
-def kernel_queue_consumers(url: str, queue: str, app: App) -> tuple[str, int | None] | None:
-    """Where the broker at `url` is, for people, when the URL alone does not say (a file
-    relative to the current directory), and how many live consumers `queue` has there (None
-    if it cannot tell); None if this plugin does not serve `url`. Called in the parent for the
-    banner and by `kernel call`, which says so when no worker consumes a task's queue there.
-    """
-
-
 # -- per task: parent ---------------------------------------------------------------------------
 
 

@@ -165,7 +165,7 @@ def test_a_client_in_another_directory_is_told_where_its_task_went(
     assert (beside.returncode, beside.stdout.strip(), beside.stderr) == (0, "5", "")
 
     # elsewhere, without --wait: the id, and a note naming the file nobody consumes from
-    nobody = f"no worker consumes queue 'celery' in {here_db} (broker embedded://)"
+    nobody = f"no worker consumes queue 'celery' at embedded:// ({here_db})"
     sent = kernel(here, "call", "-A", "proj:app", "proj.add", "--args", "[1, 1]")
     assert sent.returncode == 0 and len(sent.stdout.strip()) == 36
     assert sent.stderr.strip() == f"Note: {nobody}; the task waits there until one does"

@@ -375,3 +375,12 @@ def test_second_signal_turns_a_slow_warm_shutdown_cold(make_worker: Any) -> None
     assert code == 1
     assert time.monotonic() - began < 10
     assert JOURNAL == ["start first", "start slow", "draining", "terminate slow", "terminate first"]
+
+
+def test_hook_recorder_sees_the_calls_that_built_the_worker(
+    make_worker: Any, hook_recorder: Any
+) -> None:
+    worker = make_worker(Contributes(*CHAIN))  # built before the recorder is asked for
+    recorder = hook_recorder(worker)
+    assert recorder.names()[:2] == ["kernel_steps", "kernel_configure"]
+    assert hook_recorder(worker) is recorder  # one recorder per worker

@@ -18,7 +18,6 @@ from ..errors import KernelError, UsageError
 from ..hints import option_owner
 from ..manager import plugins_from_env
 from ..wire.meta import PENDING
-from ..wire.urls import safe_url
 from .banner import core_version, render, step_lines
 from .loader import load_app
 
@@ -343,10 +342,10 @@ def _nobody_consumes(app: App, queue: str | None) -> str | None:
     that queue where this client sends it (another directory's embedded file, say)."""
     if queue is None:
         return None
-    found = app.pm.hook.kernel_queue_consumers(url=app.broker_url, queue=queue, app=app)
-    if not found or found[1] != 0:
+    broker = app.broker
+    if broker.consumers(queue) != 0:
         return None
-    return f"no worker consumes queue {queue!r} in {found[0]} (broker {safe_url(app.broker_url)})"
+    return f"no worker consumes queue {queue!r} at {broker.location}"
 
 
 def _show_result(result: AsyncResult, timeout: float | None, queue: str | None = None) -> int:

@@ -12,7 +12,16 @@ from .recorder import HookRecorder
 
 
 @pytest.fixture
-def make_worker() -> Iterator[Callable[..., Worker]]:
+def _kernel_recorders() -> Iterator[dict[int, HookRecorder]]:
+    """The recorders of this test, by the id of the manager they listen to."""
+    recorders: dict[int, HookRecorder] = {}
+    yield recorders
+    for recorder in recorders.values():
+        recorder.detach()
+
+
+@pytest.fixture
+def make_worker(_kernel_recorders: dict[int, HookRecorder]) -> Iterator[Callable[..., Worker]]:
     """Build workers with a fresh plugin manager each; whatever they started is terminated after.
 
     ``make_worker(plugin_obj, "entry.point.name", settings={...}, app=None, build=True)``:
@@ -30,6 +39,8 @@ def make_worker() -> Iterator[Callable[..., Worker]]:
         build: bool = True,
     ) -> Worker:
         worker = Worker(app=app, settings=settings, plugins=list(plugins), discover=discover)
+        # recorded from the start, so hook_recorder(worker) sees the calls building it made
+        _kernel_recorders[id(worker.pm)] = HookRecorder(worker)
         made.append(worker)
         return worker.build() if build else worker
 
@@ -39,15 +50,17 @@ def make_worker() -> Iterator[Callable[..., Worker]]:
 
 
 @pytest.fixture
-def hook_recorder() -> Iterator[Callable[[Any], HookRecorder]]:
-    """``hook_recorder(worker_or_manager)`` records every hook call until the test ends."""
-    recorders: list[HookRecorder] = []
+def hook_recorder(
+    _kernel_recorders: dict[int, HookRecorder],
+) -> Callable[[Any], HookRecorder]:
+    """``hook_recorder(worker_or_manager)``: every hook call it makes until the test ends; for
+    a worker from `make_worker`, from its creation on (`kernel_steps`, `kernel_configure`...)."""
 
     def attach(target: Any) -> HookRecorder:
-        recorder = HookRecorder(target)
-        recorders.append(recorder)
-        return recorder
+        pm = getattr(target, "pm", target)
+        found = _kernel_recorders.get(id(pm))
+        if found is None:
+            found = _kernel_recorders[id(pm)] = HookRecorder(pm)
+        return found
 
-    yield attach
-    for recorder in recorders:
-        recorder.detach()
+    return attach

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
+from .urls import safe_url
+
 if TYPE_CHECKING:
     from ..settings import Settings
 
@@ -85,6 +87,17 @@ class Broker(Protocol):
         """Whether `wakeup()` makes a blocked `poll()` return. If not, the consumer polls in
         short slices while tasks run, so finished tasks are not kept waiting (default True)."""
 
+    @property
+    def location(self) -> str:
+        """Where the broker is, for people (banners, messages): its URL without the password,
+        and more where the URL alone does not say, as for a file named relative to the
+        current directory (default: the URL)."""
+
+    def consumers(self, queue: str) -> int | None:
+        """How many live consumers `queue` has, or None if the broker cannot tell (the
+        default): a client says so when a task it sends may wait for a worker that is not
+        there. Asked outside any consuming thread."""
+
     def connect(self) -> None:
         """Check the broker is reachable; raise BrokerUnreachable naming the host and port."""
 
@@ -123,7 +136,15 @@ class Broker(Protocol):
 class BaseBroker:
     """Defaults for a broker's optional members (subclass it, or declare them yourself)."""
 
+    url: str = ""
     wakes_up: bool = True
+
+    @property
+    def location(self) -> str:
+        return safe_url(self.url)
+
+    def consumers(self, queue: str) -> int | None:
+        return None
 
 
 class ResultBackend(Protocol):

@@ -17,7 +17,7 @@ from kernel_backend_database import DatabaseBackend, columns, kernel_result_back
 from kernel_backend_database import urls as db_urls
 
 from kernel import App
-from kernel.plugin import FAILURE, STARTED, SUCCESS, BackendError, Stored, result_meta
+from kernel.plugin import FAILURE, STARTED, SUCCESS, BackendError, ConfigError, Stored, result_meta
 from kernel.testing.contracts import BackendContract
 from kernel.testing.helpers import require_server
 
@@ -427,6 +427,12 @@ def test_plain_dialects_use_the_drivers_installed(monkeypatch: pytest.MonkeyPatc
     assert db_urls.sqlalchemy_url("db+sqlite:///x.db").drivername == "sqlite"
 
 
+def test_a_url_without_a_scheme_is_a_bad_url_naming_the_setting() -> None:
+    app = App(broker="memory://", backend="db+not a url")
+    with pytest.raises(ConfigError, match=r"setting 'result_backend': bad URL 'db\+not a url'"):
+        app.AsyncResult("x").state  # noqa: B018
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
@@ -434,7 +440,6 @@ def test_plain_dialects_use_the_drivers_installed(monkeypatch: pytest.MonkeyPatc
         ("db+mysql://root:secret@127.0.0.1:1/test", "127.0.0.1:1"),
         ("db+sqlite:////nonexistent/dir/results.db", "/nonexistent/dir/results.db"),
         ("db+nosuchdialect://h/x", "nosuchdialect"),
-        ("db+not a url", "expected db+<dialect>://"),
     ],
 )
 def test_bad_or_unreachable_urls_are_one_line(url: str, expected: str) -> None:

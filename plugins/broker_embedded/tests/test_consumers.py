@@ -11,11 +11,11 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from kernel_broker_embedded import Transport, plugin
+from kernel_broker_embedded import Transport
 from kernel_broker_embedded.store import Store
 from kombu import Connection, Queue
 
-from kernel import PluginManager
+from kernel import App
 
 PLUGIN_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,13 +29,6 @@ with Connection(sys.argv[1], transport=Transport) as conn:
         print("ready", flush=True)
         time.sleep(60)
 """
-
-
-@pytest.fixture
-def pm() -> PluginManager:
-    manager = PluginManager(discover=False)
-    manager.add(plugin, "broker.embedded")
-    return manager
 
 
 @pytest.fixture
@@ -55,49 +48,50 @@ def conn(url: str) -> Iterator[Connection]:
     c.release()
 
 
-def consumers(pm: PluginManager, url: str, queue: str = "jobs") -> tuple[str, int | None]:
-    found = pm.hook.kernel_queue_consumers(url=url, queue=queue, app=None)
-    assert found is not None
-    return found  # type: ignore[no-any-return]
+def consumers(url: str, queue: str = "jobs") -> tuple[str, int | None]:
+    """The file the broker names in its location, and the live consumers of `queue` there."""
+    broker = App("c", broker=url, backend="memory://").broker
+    location = broker.location
+    assert location.startswith(url + " (") and location.endswith(")")
+    return location[len(url) + 2 : -1], broker.consumers(queue)
 
 
-def test_a_file_nobody_used_has_no_consumers_and_is_not_created(
-    pm: PluginManager, db: pathlib.Path, url: str
-) -> None:
-    assert consumers(pm, url) == (os.path.realpath(db), 0)
+def test_a_file_nobody_used_has_no_consumers_and_is_not_created(db: pathlib.Path, url: str) -> None:
+    assert consumers(url) == (os.path.realpath(db), 0)
     assert not db.exists()
 
 
-def test_other_schemes_are_not_answered(pm: PluginManager) -> None:
-    assert pm.hook.kernel_queue_consumers(url="redis://x", queue="jobs", app=None) is None
+def test_a_broker_that_cannot_tell_says_none() -> None:
+    broker = App("c", broker="memory://", backend="memory://").broker
+    assert broker.consumers("jobs") is None and broker.location == "memory://"
 
 
 def test_a_consumer_counts_for_its_queues_until_it_cancels_or_closes(
-    pm: PluginManager, conn: Connection, db: pathlib.Path, url: str
+    conn: Connection, db: pathlib.Path, url: str
 ) -> None:
     consumer = conn.Consumer([Queue("jobs", routing_key="jobs")], callbacks=[lambda *_: None])
     consumer.consume()
-    assert consumers(pm, url) == (os.path.realpath(db), 1)
-    assert consumers(pm, url, "other")[1] == 0
+    assert consumers(url) == (os.path.realpath(db), 1)
+    assert consumers(url, "other")[1] == 0
     consumer.cancel()
-    assert consumers(pm, url)[1] == 0
+    assert consumers(url)[1] == 0
     consumer.consume()
-    assert consumers(pm, url)[1] == 1
+    assert consumers(url)[1] == 1
     conn.release()
-    assert consumers(pm, url)[1] == 0
+    assert consumers(url)[1] == 0
 
 
-def test_a_consumer_that_was_killed_does_not_count(pm: PluginManager, url: str) -> None:
+def test_a_consumer_that_was_killed_does_not_count(url: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN_ROOT), *sys.path])}
     child = subprocess.Popen(
         [sys.executable, "-c", CONSUMER, url], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        assert consumers(pm, url)[1] == 1
+        assert consumers(url)[1] == 1
         child.send_signal(signal.SIGKILL)
         child.wait(10)
-        assert consumers(pm, url)[1] == 0  # its row is still there; its process is not
+        assert consumers(url)[1] == 0  # its row is still there; its process is not
     finally:
         child.kill()
         child.wait(10)
