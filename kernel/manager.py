@@ -65,7 +65,7 @@ def installed_plugins() -> dict[str, Installed]:
 
 
 def declared_schemes(installed: Mapping[str, Installed]) -> dict[str, str]:
-    """ "<role>.<scheme>" -> the installed plugin that declares it serves that URL scheme.
+    """Each "<role>.<scheme>" an installed plugin declares it serves, and that plugin.
 
     A plugin declares the schemes it serves beyond "<role>.<its name>" (``rediss`` for
     ``broker.redis``) in the entry-point group `kernel.schemes`, naming its own object
