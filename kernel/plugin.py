@@ -141,5 +141,141 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
 
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # what the names are, for type checkers (F401 is off for this file)
+    from kernel.bootsteps import (
+        ServiceKey,
+        Services,
+        Step,
+    )
+    from kernel.client.app import (
+        App,
+    )
+    from kernel.client.canvas import (
+        Signature,
+    )
+    from kernel.client.rates import (
+        parse_rate,
+    )
+    from kernel.client.results import (
+        AsyncResult,
+        EagerResult,
+    )
+    from kernel.client.task import (
+        Task,
+    )
+    from kernel.engine.contracts import (
+        BACKEND,
+        BROKER,
+        CONSUMER,
+        POOL,
+        BasePool,
+        ChildHooks,
+        ConsumerState,
+        Pool,
+        PoolStep,
+    )
+    from kernel.engine.pace import (
+        Pace,
+    )
+    from kernel.engine.proc import (
+        rss_kib,
+    )
+    from kernel.engine.worker import (
+        Worker,
+    )
+    from kernel.errors import (
+        ConfigError,
+        KernelError,
+        PluginError,
+        UsageError,
+    )
+    from kernel.hookspecs import (
+        hookimpl,
+    )
+    from kernel.lifecycle import (
+        Node,
+    )
+    from kernel.settings import (
+        Converter,
+        Setting,
+        Settings,
+        at_least,
+        identity,
+        one_of,
+        optional,
+        setting,
+        to_bool,
+        to_dict,
+        to_float,
+        to_int,
+        to_str,
+        to_str_list,
+    )
+    from kernel.wire.backend import (
+        BaseBackend,
+        DisabledBackend,
+    )
+    from kernel.wire.exceptions import (
+        BackendError,
+        BrokerUnreachable,
+        Ignore,
+        InvalidTaskError,
+        MaxRetriesExceededError,
+        NotRegistered,
+        Reject,
+        Retry,
+        SoftTimeLimitExceeded,
+        TaskError,
+        TaskRevokedError,
+        TimeLimitExceeded,
+        WorkerLostError,
+    )
+    from kernel.wire.kombu_broker import (
+        KombuBroker,
+    )
+    from kernel.wire.meta import (
+        EXCEPTION_STATES,
+        FAILURE,
+        IGNORED,
+        PENDING,
+        PROPAGATE_STATES,
+        READY_STATES,
+        RECEIVED,
+        REJECTED,
+        RETRY,
+        REVOKED,
+        STARTED,
+        SUCCESS,
+        exception_from_meta,
+        exception_to_meta,
+        result_meta,
+    )
+    from kernel.wire.protocol import (
+        NOTIFY_HEADER,
+        Request,
+        format_time,
+        json_dumps,
+        json_loads,
+        new_id,
+        parse_time,
+        utcnow,
+    )
+    from kernel.wire.retry import (
+        intervals,
+        retry_call,
+    )
+    from kernel.wire.transport import (
+        BaseBroker,
+        Broker,
+        Message,
+        Outgoing,
+        QueueSpec,
+        ResultBackend,
+        Stored,
+    )
+    from kernel.wire.urls import (
+        STATE_DIR,
+        path_from_url,
+        path_from_url_path,
+        safe_url,
+    )
