@@ -14,11 +14,12 @@ class UsageError(KernelError):
 
 
 class ConfigError(UsageError):
-    """A setting or option that is unknown or has a bad value."""
+    """A setting or option that is unknown or has a bad value: ``ConfigError(key, message)``
+    prints as "setting 'key': message"; ``ConfigError(message)`` names no key."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"setting {key!r}: {message}")
-        self.key = key
+    def __init__(self, key: str, message: str | None = None) -> None:
+        self.key: str | None = key if message is not None else None
+        super().__init__(key if message is None else f"setting {key!r}: {message}")
 
 
 class PluginError(UsageError):

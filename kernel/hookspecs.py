@@ -9,6 +9,10 @@ Where a hook runs:
 * *parent*: the worker's main process, in the thread that builds or stops the worker;
 * *child*: wherever tasks execute: a prefork child process, or the worker process itself for
   the solo, threads, gevent and eventlet pools.
+
+Every function of a plugin module (or method of a plugin object) named ``kernel_*``, defined
+there or imported, is taken as a hook implementation, marked with ``@hookimpl`` or not: so a
+misspelled hook is an error naming it, not a function never called. Name helpers otherwise.
 """
 
 from __future__ import annotations
@@ -74,8 +78,9 @@ def kernel_configure(settings: Settings, worker: Worker) -> None:
     """Check or complete the merged settings before any step is built.
 
     Runs in the parent once per worker, after every explicit value was converted and checked.
-    Raise ``ConfigError(key, message)`` to refuse a combination of settings (it prints as
-    "setting 'key': message"); assign to `settings` to fill in derived values. Returns nothing.
+    Raise ``kernel.plugin.ConfigError(key, message)`` to refuse a combination of settings (it
+    prints as "setting 'key': message"; ``ConfigError(message)`` prints just the message);
+    assign to `settings` to fill in derived values. Returns nothing.
     """
 
 
@@ -125,6 +130,15 @@ def kernel_broker(url: str, app: App) -> Broker | None:
 @hookspec(firstresult=True)
 def kernel_result_backend(url: str, app: App) -> ResultBackend | None:
     """Return a ResultBackend for `url` if this plugin handles its scheme, else None."""
+
+
+@hookspec(firstresult=True)
+def kernel_queue_consumers(url: str, queue: str, app: App) -> tuple[str, int | None] | None:
+    """Where the broker at `url` is, for people, when the URL alone does not say (a file
+    relative to the current directory), and how many live consumers `queue` has there (None
+    if it cannot tell); None if this plugin does not serve `url`. Called in the parent for the
+    banner and by `kernel call`, which says so when no worker consumes a task's queue there.
+    """
 
 
 # -- per task: parent ---------------------------------------------------------------------------

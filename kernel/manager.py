@@ -132,20 +132,23 @@ class PluginManager(pluggy.PluginManager):
         """The plugin serving `url`'s scheme for `role`: the one that declares it, else
         "<role>.<scheme>" (a scheme's part before "+" counts too: db+postgresql -> db).
 
-        A URL without "://" goes to the plugin its first word names, if there is one, which
-        says best what it expected; otherwise it is refused here, naming setting `key`."""
+        A bare word ("redis", as kombu allows) goes to the plugin it names, which says best
+        what it accepts; anything else without "://" is refused here, naming setting `key`, so
+        `rediss//host` is a bad URL rather than a plugin that failed to start."""
         first = url.split(";", 1)[0].strip()  # several URLs fail over; the first picks
         word = re.match(r"[A-Za-z][A-Za-z0-9+.-]*", first)
         scheme = word.group(0).lower() if word else ""
+        rest = first[len(scheme) :]
+        if not word or (rest and not rest.startswith("://")):
+            shown = re.sub(r":[^:/@]*@", ":****@", first)  # no password in the message
+            guess = f"; did you mean {scheme + '://' + shown[len(scheme) :].lstrip(':/')!r}?"
+            hint = guess if word else ", e.g. redis://host"
+            raise ConfigError(key, f"bad URL {shown!r}: expected SCHEME://...{hint}")
         if self._schemes is None:
             self._schemes = declared_schemes(self.installed) if self._discover else {}
         base = scheme.split("+", 1)[0]
         found = self._schemes.get(f"{role}.{scheme}") or self._schemes.get(f"{role}.{base}")
-        name = found or f"{role}.{base}"
-        well_formed = bool(word) and first[len(scheme) :].startswith("://")
-        if not well_formed and not (found or name in self.installed):
-            raise ConfigError(key, f"bad URL {first!r}: expected SCHEME://..., e.g. redis://host")
-        return name
+        return found or f"{role}.{base}"
 
     def missing_message(self, name: str) -> str:
         if not self._discover:

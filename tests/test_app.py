@@ -69,6 +69,54 @@ def test_malformed_rate_limit_is_refused_at_definition(app: App) -> None:
     app.task(rate_limit="100/m")(lambda: None)  # fine
 
 
+def test_time_limits_no_pool_could_honour_are_refused_at_definition(app: App) -> None:
+    allowed = "expected a number of seconds above 0, or None for no limit"
+    with pytest.raises(ValueError, match=rf"^task option time_limit=-1: {allowed}$"):
+        app.task(time_limit=-1)(lambda: None)
+    with pytest.raises(ValueError, match=rf"^task option soft_time_limit=0: {allowed}$"):
+        app.task(soft_time_limit=0)(lambda: None)
+    with pytest.raises(TypeError, match=rf"^task option time_limit='30': {allowed}$"):
+        app.task(time_limit="30")(lambda: None)
+    assert not any(task.time_limit for task in app.tasks.values())  # none was registered
+    limited = app.task(time_limit=30, soft_time_limit=2.5)(lambda: None)
+    assert (limited.time_limit, limited.soft_time_limit) == (30, 2.5)
+    app.task(time_limit=None)(lambda: None)  # None: no limit
+
+
+def test_time_limits_are_checked_when_sent(app: App) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    allowed = r"expected a number of seconds above 0, 0 for no limit, or None for the task's own"
+    with pytest.raises(ValueError, match=rf"^send option time_limit=-1: {allowed}$"):
+        add.apply_async((1, 2), time_limit=-1)
+    with pytest.raises(ValueError, match=r"^send option soft_time_limit=-0\.5: "):
+        app.send_task("proj.add", (1, 2), soft_time_limit=-0.5)
+    with pytest.raises(TypeError, match=r"^send option time_limit=True: "):
+        add.delay_many([(1, 2)], time_limit=True)
+    assert app._broker.sent == []  # type: ignore[union-attr]  # nothing was sent
+    add.apply_async((1, 2), time_limit=0, soft_time_limit=None)  # 0 lifts the task's limit
+    assert sent(app)["headers"]["timelimit"] == [0, None]
+
+
+def test_a_malformed_broker_url_is_a_bad_url_naming_the_setting() -> None:
+    for url, hint in [
+        ("rediss//bad", "did you mean 'rediss://bad'?"),
+        ("foo//bar", "did you mean 'foo://bar'?"),
+        ("//nowhere", "e.g. redis://host"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            App(broker=url).pm  # noqa: B018
+        assert str(info.value) == (
+            f"setting 'broker_url': bad URL {url!r}: expected SCHEME://...; {hint}"
+            if "mean" in hint
+            else f"setting 'broker_url': bad URL {url!r}: expected SCHEME://..., {hint}"
+        )
+    with pytest.raises(ConfigError, match=r"bad URL 'redis:/u:\*\*\*\*@host'"):
+        App(broker="redis:/u:secret@host").pm  # noqa: B018  # the password is not shown
+
+
 def test_delay_sends_a_celery_message(app: App) -> None:
     @app.task
     def add(x: int, y: int) -> int:

@@ -181,3 +181,39 @@ def test_plugins_from_the_environment_and_hook_tracing(hello_site: Path, kernel_
         timeout=60,
     )
     assert blocked.returncode == 2 and "plugin 'hello' is blocked" in blocked.stderr
+
+
+def test_installed_broken_plugins_never_break_a_mistake_message(
+    hello_site: Path, run_kernel: Any
+) -> None:
+    # hello.broken, hello.crashing and hello.raising are installed, not enabled, and broken:
+    # the hints that look through installed plugins pass over them
+    assert_one_line_error(
+        run_kernel(["start", "-s", "no_such_key=1"], hello_site),
+        "setting 'no_such_key': unknown setting",
+    )
+    assert_one_line_error(
+        run_kernel(["start", "-s", "hello_repeat=2"], hello_site),
+        "setting 'hello_repeat': unknown setting; it belongs to plugin 'hello.tuning'",
+    )
+    assert_one_line_error(run_kernel(["start", "--no-such-option"], hello_site), "--no-such-option")
+    listed = run_kernel(["plugins"], hello_site)
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr
+    assert "cannot load: plugin 'hello.crashing' (kernel-hello-step) failed to load: " in (
+        listed.stdout
+    )
+    assert "cannot list its steps: RuntimeError: kernel_steps is broken on purpose" in (
+        listed.stdout
+    )
+
+
+def test_a_setting_declared_by_hooks_alone_from_the_command_line(
+    hello_site: Path, run_kernel: Any
+) -> None:
+    shown = run_kernel(["graph", "--plugin", "hello.tuning", "-s", "hello_repeat=2"], hello_site)
+    assert shown.returncode == 0, shown.stderr
+    assert_one_line_error(
+        run_kernel(["graph", "--plugin", "hello.tuning", "-s", "hello_repeat=0"], hello_site),
+        "setting 'hello_repeat': expected a number of at least 1, got '0'",
+    )

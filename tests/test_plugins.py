@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 import kernel.manager
-from kernel import PluginError, PluginManager, Step, Worker, hookimpl
+from kernel import ConfigError, PluginError, PluginManager, Step, Worker, hookimpl
 from kernel.manager import split_plugin_args
 
 
@@ -73,6 +73,18 @@ def test_a_manager_that_does_not_discover_says_so() -> None:
     # not "is not installed": the plugin may well be installed, this manager just never looked
     with pytest.raises(PluginError, match=r"not registered.*discover=False.*discover=True"):
         PluginManager(discover=False).enable("pool.threads")
+
+
+def test_make_worker_finds_installed_plugins_as_a_worker_does(make_worker: Any) -> None:
+    # the test kit's default: what a setting picks or a name enables comes from the installed
+    # entry points, as in `kernel start` (not "pool 'threads' is not installed")
+    picked = make_worker(settings={"worker_pool": "threads"})
+    assert [step.name for step in picked.steps] == ["pool.threads"]
+    named = make_worker("pool.threads")
+    origin = named.pm.origin("pool.threads")
+    assert origin is not None and origin.distribution == "taskkernel-pool-threads"
+    with pytest.raises(PluginError, match=r"not registered.*discover=False"):
+        make_worker("pool.threads", discover=False)  # still there for isolated tests
 
 
 def test_split_plugin_args() -> None:
@@ -172,3 +184,28 @@ def test_missing_step_names_the_installed_plugin_providing_it() -> None:
         "provides; enable plugin 'hello' with --plugin hello",
     ):
         Worker(plugins=[Plugin()]).build()
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_settings_declared_by_a_hook_only_plugin() -> None:
+    worker = Worker(plugins=["hello.tuning"], settings={"hello_repeat": "3"}).build()
+    assert worker.settings.hello_repeat == 3
+    with pytest.raises(
+        ConfigError, match=r"^setting 'hello_repeat': expected a number of at least 1, got '0'$"
+    ):
+        Worker(plugins=["hello.tuning"], settings={"hello_repeat": "0"}).build()
+
+
+@pytest.mark.usefixtures("hello_installed")
+def test_the_hint_names_the_disabled_plugin_past_broken_ones() -> None:
+    # hello.broken, hello.crashing and hello.raising sort before hello.tuning: they are
+    # installed, not enabled, and broken (a misspelled hook, an import that raises, hooks
+    # that raise), and must not stand in the way of the hint
+    with pytest.raises(
+        ConfigError,
+        match=r"^setting 'hello_repeat': unknown setting; it belongs to plugin 'hello\.tuning'; "
+        r"enable it with --plugin hello\.tuning$",
+    ):
+        Worker(settings={"hello_repeat": 2}).build()
+    with pytest.raises(ConfigError, match=r"^setting 'no_such_key': unknown setting$"):
+        Worker(settings={"no_such_key": 2}).build()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -11,8 +12,18 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 
-from kernel import ConfigError, ServiceKey, Step, StepStartError, Worker, hookimpl, setting
-from kernel.settings import to_int
+from kernel import (
+    ConfigError,
+    PluginError,
+    ServiceKey,
+    Setting,
+    Step,
+    StepStartError,
+    Worker,
+    hookimpl,
+    setting,
+)
+from kernel.plugin import at_least, to_int
 
 JOURNAL: list[str] = []
 
@@ -104,6 +115,57 @@ def test_terminate_reaches_every_step_even_when_one_raises(make_worker: Any) -> 
     assert JOURNAL[-3:] == ["terminate c", "terminate b", "terminate a"]
 
 
+class Watcher:
+    """A plugin recording the lifecycle hooks, with the steps started when each fired."""
+
+    plugin_name = "watcher"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    @hookimpl
+    def kernel_worker_ready(self, worker: Worker) -> None:
+        self.calls.append(("ready", worker.started_steps))
+
+    @hookimpl
+    def kernel_worker_shutdown(self, worker: Worker, cold: bool) -> None:
+        self.calls.append(("shutdown", cold, worker.started_steps))
+
+
+ALL = ["db", "cache", "api", "metrics"]
+
+
+def test_start_and_stop_fire_the_ready_and_shutdown_hooks_once(make_worker: Any) -> None:
+    watcher = Watcher()
+    worker = make_worker(Contributes(*CHAIN), watcher)
+    worker.start()
+    assert watcher.calls == [("ready", ALL)]  # after the last step started
+    worker.stop()
+    worker.stop()
+    worker.terminate()  # already stopped: no second shutdown
+    assert watcher.calls == [("ready", ALL), ("shutdown", False, ALL)]  # before any step stops
+    assert JOURNAL[4:] == ["stop metrics", "stop api", "stop cache", "stop db"]
+
+
+def test_terminate_fires_a_cold_shutdown(make_worker: Any) -> None:
+    watcher = Watcher()
+    worker = make_worker(Contributes(*CHAIN), watcher)
+    worker.start()
+    worker.terminate()
+    worker.stop()
+    assert watcher.calls == [("ready", ALL), ("shutdown", True, ALL)]
+
+
+def test_a_worker_that_never_got_ready_fires_neither(make_worker: Any) -> None:
+    watcher = Watcher()
+    steps = [*CHAIN[:2], make_step("api", requires=("cache",), fail=True), CHAIN[3]]
+    worker = make_worker(Contributes(*steps), watcher)
+    with pytest.raises(StepStartError):
+        worker.start()
+    worker.terminate()
+    assert watcher.calls == []
+
+
 def test_services_are_shared_through_typed_keys(make_worker: Any) -> None:
     answer: ServiceKey[int] = ServiceKey("answer")
     seen = []
@@ -148,6 +210,41 @@ def test_bad_setting_value_names_the_key(make_worker: Any) -> None:
     assert str(info.value) == "setting 'size': expected an integer, got 'huge'"
 
 
+def test_a_step_with_settings_but_without_attrs_define_is_refused(make_worker: Any) -> None:
+    class Loose(Step):  # @attrs.define forgotten: its setting would never be declared
+        name = "loose"
+        loose_size: int = setting(4, convert=to_int)
+
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'test': step class .*Loose declares fields but is not an attrs class; "
+        r"decorate it with @attrs\.define",
+    ):
+        make_worker(Contributes(Loose))
+
+
+class Greeter:
+    """A plugin made of hooks alone that declares a setting."""
+
+    plugin_name = "greeter"
+
+    @hookimpl
+    def kernel_settings(self) -> list[Setting]:
+        return [Setting("greet_times", 1, at_least(1), "how many times to greet")]
+
+
+def test_a_hook_only_plugin_declares_settings(make_worker: Any) -> None:
+    worker = make_worker(Greeter(), settings={"greet_times": "3"})
+    assert worker.settings.greet_times == 3  # converted, as a step's setting is
+    assert worker.settings.declared()["greet_times"].owner == "greeter"
+    assert make_worker(Greeter()).settings.greet_times == 1
+    with pytest.raises(ConfigError) as info:
+        make_worker(Greeter(), settings={"greet_times": "0"})
+    assert str(info.value) == "setting 'greet_times': expected a number of at least 1, got '0'"
+    with pytest.raises(ConfigError, match="setting 'greet_times': unknown setting"):
+        make_worker(settings={"greet_times": 2})  # the plugin is not enabled
+
+
 def test_unknown_setting_is_refused_with_a_suggestion(make_worker: Any) -> None:
     with pytest.raises(ConfigError, match="setting 'sise': unknown setting; did you mean 'size'"):
         make_worker(Contributes(Tunable), settings={"sise": 3})
@@ -165,6 +262,54 @@ def test_configure_hook_sees_settings_and_may_refuse(make_worker: Any) -> None:
     assert make_worker(Contributes(Tunable), Policy(), settings={"size": 8}).steps[0].size == 8
     with pytest.raises(ConfigError, match="at most 8"):
         make_worker(Contributes(Tunable), Policy(), settings={"size": 9})
+
+
+def test_config_error_names_the_key_or_says_just_the_message(make_worker: Any) -> None:
+    class Policy:
+        plugin_name = "policy"
+
+        @hookimpl
+        def kernel_configure(self, settings: Any) -> None:
+            if settings.size > 8:
+                raise ConfigError("size", "at most 8 with the policy plugin")
+            if settings.size < 2:
+                raise ConfigError("the policy plugin needs a size of 2 or more")  # no key
+
+    with pytest.raises(ConfigError) as keyed:
+        make_worker(Contributes(Tunable), Policy(), settings={"size": 9})
+    assert str(keyed.value) == "setting 'size': at most 8 with the policy plugin"
+    assert keyed.value.key == "size"
+    with pytest.raises(ConfigError) as plain:
+        make_worker(Contributes(Tunable), Policy(), settings={"size": 1})
+    assert str(plain.value) == "the policy plugin needs a size of 2 or more"
+    assert plain.value.key is None
+    # either form survives pickling (as an error raised in a prefork child must)
+    for error in (keyed.value, plain.value):
+        assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+def test_core_settings_refuse_numbers_no_worker_could_use(make_worker: Any) -> None:
+    for key, value, allowed in [
+        ("worker_concurrency", -2, "expected a number of at least 1, got -2"),
+        ("worker_concurrency", "0", "expected a number of at least 1, got '0'"),
+        ("worker_prefetch_multiplier", "-1", "expected a number of at least 0, got '-1'"),
+        ("task_time_limit", -1, "expected a number of seconds above 0, or None for no limit"),
+        ("task_soft_time_limit", "0", "expected a number of seconds above 0, or None for no"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            make_worker(settings={key: value})
+        assert str(info.value).startswith(f"setting {key!r}: {allowed}"), info.value
+    worker = make_worker(
+        settings={
+            "worker_concurrency": "2",
+            "worker_prefetch_multiplier": "0",  # 0: no limit, as in Celery
+            "task_time_limit": "30",
+            "task_soft_time_limit": "none",  # None: no limit
+        }
+    )
+    assert worker.settings.worker_concurrency == 2
+    assert worker.settings.worker_prefetch_multiplier == 0
+    assert (worker.settings.task_time_limit, worker.settings.task_soft_time_limit) == (30.0, None)
 
 
 def test_role_setting_picks_the_plugin(make_worker: Any) -> None:

@@ -17,6 +17,8 @@ from ..engine.worker import Worker
 from ..errors import KernelError, UsageError
 from ..hints import option_owner
 from ..manager import plugins_from_env
+from ..wire.meta import PENDING
+from ..wire.urls import safe_url
 from .banner import core_version, render, step_lines
 from .loader import load_app
 
@@ -33,11 +35,18 @@ _PRESCAN = {
     "-s": "set",
     "--app": "app",
     "-A": "app",
+    "--broker": "broker",
+    "-b": "broker",
+    "--result-backend": "backend",
 }
+# the settings a prescanned option sets: the broker URL picks the broker plugin, say
+_PRESCAN_SETTINGS = {"pool": "worker_pool", "broker": "broker_url", "backend": "result_backend"}
+# seconds `kernel call --wait` without --timeout waits before it checks that a worker consumes
+NOTICE_AFTER = 3.0
 
 
 def _prescan(args: Sequence[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {"plugin": [], "pool": [], "set": [], "app": []}
+    found: dict[str, list[str]] = {name: [] for name in _PRESCAN.values()}
     it = iter(args)
     for arg in it:
         if arg == "--":
@@ -92,6 +101,19 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             help="The app whose tasks the worker runs, e.g. proj.tasks:app.",
         ),
         click.option(
+            "-b",
+            "--broker",
+            default=None,
+            metavar="URL",
+            help="Broker URL (overrides the app's broker_url); its scheme picks the plugin.",
+        ),
+        click.option(
+            "--result-backend",
+            default=None,
+            metavar="URL",
+            help="Result backend URL (overrides the app's result_backend).",
+        ),
+        click.option(
             "-P",
             "--pool",
             default=None,
@@ -133,8 +155,9 @@ class PluginCommand(click.Command):
         base = ctx.meta.setdefault("kernel.base_params", list(self.params))
         pre = _prescan(args)
         settings: dict[str, Any] = parse_assignments(pre["set"])
-        if pre["pool"]:
-            settings["worker_pool"] = pre["pool"][-1]
+        for option, key in _PRESCAN_SETTINGS.items():
+            if pre[option]:
+                settings[key] = pre[option][-1]  # the last one given wins, as click has it
         app = load_app(pre["app"][-1]) if pre["app"] else None
         worker = Worker(app=app, settings=settings, plugins=[*plugins_from_env(), *pre["plugin"]])
         worker.load_plugins()
@@ -279,7 +302,13 @@ def _client(func: Callable[..., Any]) -> Callable[..., Any]:
             help="The app to use (default: an app on the embedded broker).",
         ),
         click.option("-b", "--broker", default=None, help="Broker URL (overrides the app's)."),
-        click.option("--backend", default=None, help="Result backend URL (overrides the app's)."),
+        click.option(
+            "--backend",
+            "--result-backend",
+            "backend",
+            default=None,
+            help="Result backend URL (overrides the app's).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -309,13 +338,32 @@ def _json_arg(value: str | None, name: str, kind: type) -> Any:
     return parsed
 
 
-def _show_result(result: AsyncResult, timeout: float | None) -> int:
+def _nobody_consumes(app: App, queue: str | None) -> str | None:
+    """Why a task sent to `queue` may never run, if the broker can tell: no live worker consumes
+    that queue where this client sends it (another directory's embedded file, say)."""
+    if queue is None:
+        return None
+    found = app.pm.hook.kernel_queue_consumers(url=app.broker_url, queue=queue, app=app)
+    if not found or found[1] != 0:
+        return None
+    return f"no worker consumes queue {queue!r} in {found[0]} (broker {safe_url(app.broker_url)})"
+
+
+def _show_result(result: AsyncResult, timeout: float | None, queue: str | None = None) -> int:
     from ..wire.exceptions import TimeoutError as ResultTimeout
 
     try:
-        value = result.get(timeout=timeout, propagate=False)
+        if timeout is None and queue is not None:
+            value = _wait_saying_why(result, queue)
+        else:
+            value = result.get(timeout=timeout, propagate=False)
     except ResultTimeout:
-        click.echo(f"{result.id}: no result after {timeout}s (state {result.state})", err=True)
+        why = _nobody_consumes(result.app, queue) if result.state == PENDING else None
+        click.echo(
+            f"{result.id}: no result after {timeout}s (state {result.state})"
+            + (f"; {why}" if why else ""),
+            err=True,
+        )
         return 1
     if result.failed() or result.state == "REVOKED":
         click.echo(f"{result.state}: {value!r}")
@@ -324,6 +372,26 @@ def _show_result(result: AsyncResult, timeout: float | None) -> int:
         return 1
     click.echo(json.dumps(value, default=repr))
     return 0
+
+
+def _wait_saying_why(result: AsyncResult, queue: str) -> Any:
+    """Wait with no time limit, as asked; but if the task is still PENDING after a short while
+    and no worker consumes its queue, say so once on stderr, naming where the client sent it.
+    Then keep waiting: the message stays queued, and a worker started later runs it."""
+    from ..wire.exceptions import TimeoutError as ResultTimeout
+
+    try:
+        return result.get(timeout=NOTICE_AFTER, propagate=False)
+    except ResultTimeout:
+        pass
+    why = _nobody_consumes(result.app, queue) if result.state == PENDING else None
+    if why:
+        click.echo(
+            f"Note: task {result.id} is still PENDING: {why}; "
+            "still waiting (Ctrl-C to stop; --timeout N gives up)",
+            err=True,
+        )
+    return result.get(timeout=None, propagate=False)
 
 
 @cli.command()
@@ -375,11 +443,15 @@ def call(
     result = app.send_task(
         task_name, args, kwargs, **{k: v for k, v in options.items() if v is not None}
     )
-    if not wait:
-        click.echo(result.id)
-        return 0
+    sent_to = app.route(task_name, args, kwargs, queue).get("queue")
     try:
-        return _show_result(result, timeout)
+        if wait:
+            return _show_result(result, timeout, sent_to)
+        click.echo(result.id)
+        why = _nobody_consumes(app, sent_to)
+        if why:
+            click.echo(f"Note: {why}; the task waits there until one does", err=True)
+        return 0
     finally:
         app.close()
 
@@ -452,14 +524,17 @@ def _describe_plugin(worker: Worker, name: str) -> list[str]:
             return [f"cannot load: {exc}"]
         plugin = pm.get_plugin(name)
     lines = []
-    for owner, classes in pm.call_each("kernel_steps"):
-        if owner != name:
-            continue
-        for cls in classes or ():
-            spec = StepSpec.of(cls, name)
-            roles = f" provides {', '.join(spec.provides)}" if spec.provides else ""
-            needs = f" requires {', '.join(spec.requires)}" if spec.requires else ""
-            lines.append(f"step {spec.name}:{roles}{needs}".rstrip(":"))
+    try:
+        for owner, classes in pm.call_each("kernel_steps"):
+            if owner != name:
+                continue
+            for cls in classes or ():
+                spec = StepSpec.of(cls, name)
+                roles = f" provides {', '.join(spec.provides)}" if spec.provides else ""
+                needs = f" requires {', '.join(spec.requires)}" if spec.requires else ""
+                lines.append(f"step {spec.name}:{roles}{needs}".rstrip(":"))
+    except Exception as exc:  # a broken plugin is listed as such; the others still are
+        lines.append(f"cannot list its steps: {type(exc).__name__}: {exc}")
     hooks = pm.hooks_of(plugin)
     lines.append("hooks: " + (", ".join(hooks) or "(none)"))
     return lines

@@ -21,7 +21,7 @@ from ..wire.backend import DisabledBackend
 from ..wire.protocol import NOTIFY_HEADER, Request, encode_body, new_id, task_message, utcnow
 from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend
 from .canvas import as_signature_list
-from .config import CORE_SETTINGS
+from .config import CORE_SETTINGS, check_time_limits
 from .rates import parse_rate
 from .results import AsyncResult
 from .task import Task as TaskBase
@@ -175,6 +175,7 @@ class App:
             )
         if options.get("rate_limit") is not None:
             parse_rate(options["rate_limit"])  # a malformed rate fails here, where it is written
+        check_time_limits(options, "task option")
         name = options.pop("name", None) or self._task_name(fun)
         bind = options.get("bind", base.bind)
         attrs = {
@@ -309,6 +310,7 @@ class App:
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name (it need not be registered here); return its AsyncResult."""
+        check_time_limits(options, "send option", per_call=True)  # not on a worker, later
         task_id, message = self.build_message(name, args, kwargs, options)
         self.broker.publish([message])
         return AsyncResult(task_id, self)
@@ -321,6 +323,7 @@ class App:
     ) -> list[AsyncResult]:
         """Send one task many times, `(args, kwargs)` per call, in as few broker round trips
         as the broker allows (Redis: one pipeline). For bulk producers."""
+        check_time_limits(options, "send option", per_call=True)
         built = [self.build_message(name, args, kwargs, options) for args, kwargs in calls]
         if not built:
             return []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from ..settings import (
     Setting,
+    at_least,
     identity,
     one_of,
     optional,
@@ -24,6 +26,34 @@ def to_seconds(value: Any) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
     return to_float(value)
+
+
+LIMIT_FORMS = "a number of seconds above 0, or None for no limit"
+# per call, None means "the task's own limit"; 0 lifts it (every pool reads 0 as no limit), so
+# a message that carried 0 is sent again as it came when its task retries
+SEND_LIMIT_FORMS = "a number of seconds above 0, 0 for no limit, or None for the task's own"
+
+
+def to_time_limit(value: Any) -> float:
+    """A time limit: seconds above zero (a limit of 0 or less would fail every task)."""
+    seconds = to_seconds(value)
+    if not seconds > 0:
+        raise ValueError(f"expected {LIMIT_FORMS}, got {value!r}")
+    return seconds
+
+
+def check_time_limits(options: Mapping[str, Any], where: str, *, per_call: bool = False) -> None:
+    """Refuse a `time_limit`/`soft_time_limit` in `options` that no pool could honour, naming
+    the option and `where` it was given, before anything is registered or sent."""
+    forms = SEND_LIMIT_FORMS if per_call else LIMIT_FORMS
+    for option in ("time_limit", "soft_time_limit"):
+        value = options.get(option)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{where} {option}={value!r}: expected {forms}")
+        if value < 0 or (value == 0 and not per_call):
+            raise ValueError(f"{where} {option}={value!r}: expected {forms}")
 
 
 def to_priority(value: Any) -> int:
@@ -111,16 +141,19 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     _s("task_always_eager", False, to_bool, "run tasks in the caller, not on a worker"),
     _s("task_eager_propagates", False, to_bool, "apply() re-raises task exceptions"),
     _s(
-        "task_time_limit", None, optional(to_seconds), "hard time limit (needs a pool honouring it)"
+        "task_time_limit",
+        None,
+        optional(to_time_limit),
+        "hard time limit (needs a pool honouring it)",
     ),
-    _s("task_soft_time_limit", None, optional(to_seconds), "soft time limit"),
+    _s("task_soft_time_limit", None, optional(to_time_limit), "soft time limit"),
     _s("task_default_rate_limit", None, to_rate, "rate limit for every task (plugin ratelimit)"),
     _s("enable_utc", True, to_bool, "times in UTC"),
     _s("timezone", "UTC", to_str, "the app's time zone"),
     # worker
     _s("worker_pool", None, optional(to_str), "the pool to run tasks in: pool.<name>"),
-    _s("worker_concurrency", None, optional(to_int), "pool slots (default: number of CPUs)"),
-    _s("worker_prefetch_multiplier", 4, to_int, "messages held per pool slot (0: unlimited)"),
+    _s("worker_concurrency", None, optional(at_least(1)), "pool slots (default: number of CPUs)"),
+    _s("worker_prefetch_multiplier", 4, at_least(0), "messages held per pool slot (0: unlimited)"),
     _s("worker_hostname", None, optional(to_str), "node name; %h is this host's name"),
     _s(
         "worker_queues",

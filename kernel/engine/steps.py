@@ -9,7 +9,7 @@ import attrs
 from ..bootsteps import Step
 from ..client.trace import call_task
 from ..hookspecs import hookimpl
-from ..settings import optional, setting, to_bool, to_int, to_str_list
+from ..settings import at_least, optional, setting, to_bool, to_str_list
 from .consumer import Consumer
 from .contracts import BACKEND, BROKER, CONSUMER, POOL
 
@@ -55,7 +55,9 @@ class ConsumerStep(Step):
     requires = ("broker", "backend", "pool")
     start_last = True  # work flows only once every policy step has started
 
-    worker_prefetch_multiplier: int = setting(4, convert=to_int, help="messages held per slot")
+    worker_prefetch_multiplier: int = setting(
+        4, convert=at_least(0), help="messages held per slot (0: no limit)"
+    )
     worker_prefetch_adaptive: bool = setting(
         True, convert=to_bool, help="also hold what the worker finishes in 0.1 s (fast tasks)"
     )

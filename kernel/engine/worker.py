@@ -119,9 +119,12 @@ class Worker(Node):
         app = self.app
         queues = self.settings.worker_queues or [app.conf.task_default_queue]
         tasks = sorted(app.tasks)
+        # where the URL alone does not say (embedded:// is a file in the current directory),
+        # the broker plugin does: a client elsewhere can then be pointed at the same place
+        place = self.pm.hook.kernel_queue_consumers(url=app.broker_url, queue=queues[0], app=app)
         return [
             ("app", app.main or "__main__"),
-            ("broker", safe_url(app.broker_url)),
+            ("broker", safe_url(app.broker_url) + (f" ({place[0]})" if place else "")),
             ("results", safe_url(app.backend_url) if app.backend_url else "disabled"),
             ("queues", ", ".join(queues)),
             ("tasks", "\n".join(tasks) if tasks else "(none)"),

@@ -15,9 +15,10 @@ from .recorder import HookRecorder
 def make_worker() -> Iterator[Callable[..., Worker]]:
     """Build workers with a fresh plugin manager each; whatever they started is terminated after.
 
-    ``make_worker(plugin_obj, "entry.point.name", settings={...}, discover=False, build=True)``:
-    objects are registered directly; names are loaded from installed entry points, which needs
-    ``discover=True``.
+    ``make_worker(plugin_obj, "entry.point.name", settings={...}, app=None, build=True)``:
+    objects are registered directly; names, and the pool a `worker_pool` setting picks, are
+    loaded from the installed entry points, as a real worker loads them. ``discover=False``
+    leaves installed plugins out (only the objects given are registered).
     """
     made: list[Worker] = []
 
@@ -25,7 +26,7 @@ def make_worker() -> Iterator[Callable[..., Worker]]:
         *plugins: Any,
         settings: dict[str, Any] | None = None,
         app: Any = None,
-        discover: bool = False,
+        discover: bool = True,
         build: bool = True,
     ) -> Worker:
         worker = Worker(app=app, settings=settings, plugins=list(plugins), discover=discover)

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 READY, DELAYED, RESERVED = 0, 1, 2
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the consumers table (an older file gains it when next opened)
 
 # Partial indexes: each query below names the index predicate literally
 # (state = 0, state > 0, state = 2) so SQLite can use it.
@@ -80,6 +80,14 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS owners_host ON owners (host)",
+    # which queues each channel consumes, so a client can tell nobody consumes its queue here
+    """
+    CREATE TABLE IF NOT EXISTS consumers (
+        token   TEXT NOT NULL,
+        queue   TEXT NOT NULL,
+        PRIMARY KEY (queue, token)
+    )
+    """,
 )
 
 # Due delayed rows and expired leases of one queue become ready; an expired lease
@@ -391,10 +399,32 @@ class Store:
             for r in self._read("SELECT token, pid, started FROM owners WHERE host = ?", (host,))
         ]
 
+    def add_consumer(self, token: str, queue: str) -> None:
+        with self._write() as tx:
+            tx.execute(
+                "INSERT OR IGNORE INTO consumers (token, queue) VALUES (?, ?)", (token, queue)
+            )
+
+    def remove_consumer(self, token: str, queue: str) -> None:
+        with self._write() as tx:
+            tx.execute("DELETE FROM consumers WHERE token = ? AND queue = ?", (token, queue))
+
+    def consumers_of(self, queue: str) -> list[tuple[str, int, int | None]]:
+        """(host, pid, started) of each channel registered as consuming `queue`."""
+        return [
+            (r[0], int(r[1]), r[2])
+            for r in self._read(
+                "SELECT o.host, o.pid, o.started FROM consumers c"
+                "  JOIN owners o ON o.token = c.token WHERE c.queue = ?",
+                (queue,),
+            )
+        ]
+
     def retire_owner(self, token: str) -> int:
         """Forget a channel that closed or died: release its reservations, drop its queues."""
         with self._write() as tx:
             released = tx.execute(_RELEASE_OWNER, (token,)).rowcount
+            tx.execute("DELETE FROM consumers WHERE token = ?", (token,))
             doomed = tx.execute(
                 "SELECT name FROM queues WHERE owner = ? AND auto_delete = 1", (token,)
             ).fetchall()

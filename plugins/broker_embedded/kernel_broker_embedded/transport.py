@@ -341,9 +341,16 @@ class Channel(virtual.Channel):
             self._no_ack_queues.discard(queue)
         result = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
         self.store.adopt_queue(queue, self.token)
+        self.store.add_consumer(self.token, queue)
         # A consumer starting up is the moment to take back what dead ones left behind.
         self.connection.housekeeping(self.store)
         return result
+
+    def basic_cancel(self, consumer_tag: str) -> None:
+        queue = self._tag_to_queue.get(consumer_tag)
+        super().basic_cancel(consumer_tag)
+        if queue is not None and queue not in self._active_queues and not self.closed:
+            self.store.remove_consumer(self.token, queue)
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
         if not no_ack:
