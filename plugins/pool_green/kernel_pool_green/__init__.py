@@ -1,0 +1,8 @@
+"""The base of the green-thread pools: one pool, one step and one set of tests, over a small
+adapter per library (`GreenLibrary`: gevent, eventlet).
+
+Importing this package loads no green library and nothing of the worker, so a plugin built on
+it stays light to import before the standard library is patched. Its modules load on use:
+`kernel_pool_green.library` (the adapter contract), `.pool` (GreenPool), `.step`
+(GreenPoolStep), `.testing` (test classes a green plugin subclasses).
+"""
