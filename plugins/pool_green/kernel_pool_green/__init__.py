@@ -1,5 +1,6 @@
-"""The base of the green-thread pools: one pool, one step and one set of tests, over a small
-adapter per library (`GreenLibrary`: gevent, eventlet).
+"""The base of the green-thread pools: one pool, one step and one set of tests.
+
+Each library (gevent, eventlet) gives a small adapter, a `GreenLibrary`.
 
 Importing this package loads no green library and nothing of the worker, so a plugin built on
 it stays light to import before the standard library is patched. Its modules load on use:

@@ -1,5 +1,6 @@
-"""A bounded set of green threads on one hub, with soft and hard time limits, for any library
-a `GreenLibrary` adapter describes."""
+"""A bounded set of green threads on one hub, with soft and hard time limits, on any library.
+
+The library is reached through a `GreenLibrary` adapter (kernel_pool_green.library)."""
 
 from __future__ import annotations
 
