@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,7 +30,9 @@ from ..wire.meta import FAILURE, STARTED, SUCCESS, result_meta
 from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend, Stored
 from .helpers import Gate, peak_concurrency
 from .helpers import wait_until as _wait
-from .pool_probes import ChildInitRecorder, Notebook, RecycleEvery, pid_of, slot_id
+from .pool_probes import ChildInitRecorder, Notebook, RecycleEvery, named_plugin, pid_of, slot_id
+
+RunWorker = Callable[..., contextlib.AbstractContextManager[Worker]]
 
 
 def _double(x: int) -> int:
@@ -43,7 +45,8 @@ def _nap(n: int) -> int:
 
 
 class PoolContract:
-    """Provide `pool_name` (the NAME of pool.NAME) and `concurrency` (slots to test with).
+    """Provide `pool_name` (the NAME of pool.NAME) and `concurrency` (slots to test with);
+    before the pool is installed, also `pool_plugin` (its plugin object).
 
     Checks the Pool role object directly, then a real worker using the pool end to end on the
     embedded broker: that the core's child hooks reach where tasks run, recycling, resizing,
@@ -63,15 +66,34 @@ class PoolContract:
     def pool_name(self) -> str:
         raise NotImplementedError("subclasses provide the pool_name fixture")
 
-    def settings(self, pool_name: str, **more: Any) -> dict[str, Any]:
-        return {"worker_pool": pool_name, "worker_concurrency": self.concurrency, **more}
+    @pytest.fixture
+    def pool_plugin(self) -> Any:
+        """The pool's plugin object, for a pool not installed (yet): it is registered as
+        pool.NAME. None, the default, uses the installed entry point pool.NAME."""
+        return None
 
     @pytest.fixture
-    def pool(self, pool_name: str, make_worker: Any) -> Iterator[Pool]:
-        worker = make_worker(settings=self.settings(pool_name))
-        worker.start()
-        yield worker.services[POOL]
-        worker.stop()
+    def run_worker(self, pool_name: str, pool_plugin: Any) -> RunWorker:
+        """`with run_worker(*plugins, app=None) as worker:` a started worker on this pool
+        (for an app, register its tasks first: a pool may fork), stopped after."""
+        given = [] if pool_plugin is None else [named_plugin(pool_plugin, f"pool.{pool_name}")]
+        settings = {"worker_pool": pool_name, "worker_concurrency": self.concurrency}
+
+        @contextlib.contextmanager
+        def run(*plugins: Any, app: App | None = None) -> Iterator[Worker]:
+            worker = Worker(app=app, plugins=[*given, *plugins], settings=settings)
+            worker.start()
+            try:
+                yield worker
+            finally:
+                worker.stop()
+
+        return run
+
+    @pytest.fixture
+    def pool(self, run_worker: RunWorker) -> Iterator[Pool]:
+        with run_worker() as worker:
+            yield worker.services[POOL]
 
     @pytest.fixture
     def app(self, tmp_path: Any) -> Iterator[App]:
@@ -82,18 +104,6 @@ class PoolContract:
         )
         yield app
         app.close()
-
-    @contextlib.contextmanager
-    def running(self, app: App, pool_name: str, *plugins: Any, **settings: Any) -> Iterator[Worker]:
-        """A real worker for `app` on this pool (register the tasks first: a pool may fork)."""
-        worker = Worker(
-            app=app, plugins=list(plugins), settings=self.settings(pool_name, **settings)
-        )
-        worker.start()
-        try:
-            yield worker
-        finally:
-            worker.stop()
 
     @staticmethod
     def _run(pool: Pool, fn: Any, arg: Any) -> Any:
@@ -171,18 +181,15 @@ class PoolContract:
         assert gate.finished == ["held"] * (size + 1)  # none lost or failed by the shrink
         assert peak_concurrency(pool, size + 1) == size
 
-    def test_stop_lets_every_submitted_job_call_back_first(
-        self, pool_name: str, make_worker: Any
-    ) -> None:
-        worker = make_worker(settings=self.settings(pool_name))
-        worker.start()
-        pool = worker.services[POOL]
+    def test_stop_lets_every_submitted_job_call_back_first(self, run_worker: RunWorker) -> None:
         called: list[Any] = []
-        jobs = 3 * pool.concurrency
-        for n in range(jobs):
-            pool.apply(_nap, n, called.append, called.append)
-        worker.stop()  # the pool's step stops the pool: it drains
-        assert sorted(called) == list(range(jobs))
+        with run_worker() as worker:
+            pool = worker.services[POOL]
+            jobs = 3 * pool.concurrency
+            for n in range(jobs):
+                pool.apply(_nap, n, called.append, called.append)
+            worker.stop()  # the pool's step stops the pool: it drains
+            assert sorted(called) == list(range(jobs))
 
     def test_terminate_returns_promptly_while_a_job_blocks(self, pool: Pool) -> None:
         gate = Gate(timeout=30)
@@ -196,7 +203,7 @@ class PoolContract:
             gate.open()  # a pool that cannot kill its slots (threads) lets the job end
 
     def test_calls_child_init_where_its_tasks_run(
-        self, app: App, pool_name: str, tmp_path: Any
+        self, app: App, run_worker: RunWorker, tmp_path: Any
     ) -> None:
         notes = Notebook(tmp_path / "notes")
 
@@ -205,7 +212,7 @@ class PoolContract:
             notes.note("task")
             return os.getpid()
 
-        with self.running(app, pool_name, ChildInitRecorder(notes)):
+        with run_worker(ChildInitRecorder(notes), app=app):
             ran = {r.get(timeout=20) for r in [where.delay() for _ in range(20)]}
         processes = {pid_of(slot) for slot in notes.slots("init")}
         assert ran <= processes, "tasks ran in a process where kernel_child_init never ran"
@@ -216,7 +223,7 @@ class PoolContract:
         assert {first[pid] for pid in ran} == {"init"}, "a task ran before kernel_child_init"
 
     def test_a_recycling_policy_is_asked_after_every_task_and_loses_none(
-        self, app: App, pool_name: str, tmp_path: Any, caplog: Any
+        self, app: App, run_worker: RunWorker, tmp_path: Any, caplog: Any
     ) -> None:
         notes = Notebook(tmp_path / "notes")
         tasks = 8 * self.concurrency
@@ -225,7 +232,7 @@ class PoolContract:
         def where(n: int) -> str:
             return slot_id()
 
-        with self.running(app, pool_name, RecycleEvery(notes, every=3)) as worker:
+        with run_worker(RecycleEvery(notes, every=3), app=app) as worker:
             (step,) = [step for step in worker.steps if "pool" in step.provides]
             slots = [r.get(timeout=30) for r in [where.delay(n) for n in range(tasks)]]
         assert len(slots) == tasks  # every result arrived
@@ -244,7 +251,7 @@ class PoolContract:
             counts = [int(detail) for _, noted, detail in asked if noted == slot]
             assert counts == list(range(1, count + 1)), (slot, counts)
 
-    def test_runs_tasks_for_a_real_worker(self, app: App, pool_name: str) -> None:
+    def test_runs_tasks_for_a_real_worker(self, app: App, run_worker: RunWorker) -> None:
         @app.task
         def mul(x: int, y: int) -> int:
             return x * y
@@ -253,7 +260,7 @@ class PoolContract:
         def fails() -> None:
             raise KeyError("missing")
 
-        with self.running(app, pool_name):
+        with run_worker(app=app):
             results = [mul.delay(i, 3) for i in range(50)]
             assert [r.get(timeout=20) for r in results] == [i * 3 for i in range(50)]
             with pytest.raises(KeyError, match="missing"):

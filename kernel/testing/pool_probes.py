@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ def slot_id() -> str:
     if mine is None:
         mine = _slot.id = uuid.uuid4().hex[:12]
     return f"{os.getpid()}:{mine}"
+
+
+def named_plugin(plugin: Any, name: str) -> Any:
+    """`plugin`'s hooks in an object a worker registers under `name` (the worker names the
+    objects it is given by their `plugin_name`): a pool not installed, as pool.NAME."""
+    hooks = {attr: getattr(plugin, attr) for attr in dir(plugin) if attr.startswith("kernel_")}
+    return types.SimpleNamespace(plugin_name=name, **hooks)
 
 
 def pid_of(slot: str) -> int:
