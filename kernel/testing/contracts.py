@@ -30,7 +30,7 @@ from ..wire.meta import FAILURE, STARTED, SUCCESS, result_meta
 from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend, Stored
 from .helpers import Gate, peak_concurrency
 from .helpers import wait_until as _wait
-from .pool_probes import ChildInitRecorder, Notebook, RecycleEvery, named_plugin, pid_of, slot_id
+from .pool_probes import ChildInitRecorder, NamedPlugin, Notebook, RecycleEvery, pid_of, slot_id
 
 RunWorker = Callable[..., contextlib.AbstractContextManager[Worker]]
 
@@ -44,7 +44,26 @@ def _nap(n: int) -> int:
     return n
 
 
-class PoolContract:
+class _PoolUnderTest:
+    """The fixtures naming the pool both pool contracts test."""
+
+    @pytest.fixture
+    def pool_name(self) -> str:
+        raise NotImplementedError("subclasses provide the pool_name fixture")
+
+    @pytest.fixture
+    def pool_plugin(self) -> Any:
+        """The pool's plugin object, for a pool not installed (yet): it is registered as
+        pool.NAME. None, the default, uses the installed entry point pool.NAME."""
+        return None
+
+    @pytest.fixture
+    def pool_plugins(self, pool_name: str, pool_plugin: Any) -> list[Any]:
+        """What a worker on the pool registers besides what it finds installed."""
+        return [] if pool_plugin is None else [NamedPlugin(pool_plugin, f"pool.{pool_name}")]
+
+
+class PoolContract(_PoolUnderTest):
     """Provide `pool_name` (the NAME of pool.NAME) and `concurrency` (slots to test with);
     before the pool is installed, also `pool_plugin` (its plugin object).
 
@@ -63,25 +82,14 @@ class PoolContract:
     resizable = True
 
     @pytest.fixture
-    def pool_name(self) -> str:
-        raise NotImplementedError("subclasses provide the pool_name fixture")
-
-    @pytest.fixture
-    def pool_plugin(self) -> Any:
-        """The pool's plugin object, for a pool not installed (yet): it is registered as
-        pool.NAME. None, the default, uses the installed entry point pool.NAME."""
-        return None
-
-    @pytest.fixture
-    def run_worker(self, pool_name: str, pool_plugin: Any) -> RunWorker:
+    def run_worker(self, pool_name: str, pool_plugins: list[Any]) -> RunWorker:
         """`with run_worker(*plugins, app=None) as worker:` a started worker on this pool
         (for an app, register its tasks first: a pool may fork), stopped after."""
-        given = [] if pool_plugin is None else [named_plugin(pool_plugin, f"pool.{pool_name}")]
         settings = {"worker_pool": pool_name, "worker_concurrency": self.concurrency}
 
         @contextlib.contextmanager
         def run(*plugins: Any, app: App | None = None) -> Iterator[Worker]:
-            worker = Worker(app=app, plugins=[*given, *plugins], settings=settings)
+            worker = Worker(app=app, plugins=[*pool_plugins, *plugins], settings=settings)
             worker.start()
             try:
                 yield worker
@@ -551,12 +559,14 @@ class BackendContract:
         assert 0.25 < time.monotonic() - began < 3
 
 
-class TimeLimitContract:
-    """For pools that honour time limits: provide `pool_name`. A real worker, embedded broker."""
+class TimeLimitContract(_PoolUnderTest):
+    """For pools that honour time limits (and say so with `kernel_task_options`): provide
+    `pool_name` and, before the pool is installed, `pool_plugin`, as for PoolContract. A real
+    worker, embedded broker."""
 
-    @pytest.fixture
-    def pool_name(self) -> str:
-        raise NotImplementedError("subclasses provide the pool_name fixture")
+    @pytest.fixture(autouse=True)
+    def _given(self, pool_plugins: list[Any]) -> None:
+        self._plugins = pool_plugins  # for start(), which the tests call without fixtures
 
     @pytest.fixture
     def app(self, tmp_path: Any, pool_name: str) -> Iterator[App]:
@@ -570,7 +580,9 @@ class TimeLimitContract:
 
     def start(self, app: App, pool_name: str, concurrency: int = 2) -> Worker:
         worker = Worker(
-            app=app, settings={"worker_pool": pool_name, "worker_concurrency": concurrency}
+            app=app,
+            plugins=list(self._plugins),
+            settings={"worker_pool": pool_name, "worker_concurrency": concurrency},
         )
         worker.start()
         return worker

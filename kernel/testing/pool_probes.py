@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,15 @@ def slot_id() -> str:
     return f"{os.getpid()}:{mine}"
 
 
-def named_plugin(plugin: Any, name: str) -> Any:
+class NamedPlugin:
     """`plugin`'s hooks in an object a worker registers under `name` (the worker names the
     objects it is given by their `plugin_name`): a pool not installed, as pool.NAME."""
-    hooks = {attr: getattr(plugin, attr) for attr in dir(plugin) if attr.startswith("kernel_")}
-    return types.SimpleNamespace(plugin_name=name, **hooks)
+
+    def __init__(self, plugin: Any, name: str) -> None:
+        self.plugin_name = name
+        for attr in dir(plugin):
+            if attr.startswith("kernel_"):
+                setattr(self, attr, getattr(plugin, attr))  # as found: functions stay unbound
 
 
 def pid_of(slot: str) -> int:
