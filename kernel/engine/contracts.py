@@ -142,7 +142,8 @@ class PoolStep(Step):
     calls `kernel_child_init` once here for a pool whose tasks run in this process, and stops
     or terminates the pool with the worker. A pool whose tasks run elsewhere (child processes)
     sets `in_process = False` and calls `children.started()` in each child itself; a pool that
-    can replace a slot calls `children.recycle(...)` after each task (`recycles = True`)."""
+    can replace a slot calls `children.recycle(...)` after each task (`recycles = True`); one
+    that cannot is warned about at start-up when a plugin implements `kernel_recycle_child`."""
 
     provides: ClassVar[tuple[str, ...]] = ("pool",)
     in_process: ClassVar[bool] = True
