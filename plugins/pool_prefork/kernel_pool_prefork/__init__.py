@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from kernel import Step, Worker, hookimpl
-from kernel.plugin import ChildHooks, PoolStep
+from kernel import Step, hookimpl
+from kernel.plugin import ChildHooks, Node, PoolStep
 
 from .pool import PreforkPool
 
@@ -21,7 +21,7 @@ class PreforkPoolStep(PoolStep):
     recycles = True
     slots = "child processes"
 
-    def create(self, worker: Worker, concurrency: int, children: ChildHooks) -> PreforkPool:
+    def create(self, worker: Node, concurrency: int, children: ChildHooks) -> PreforkPool:
         # both run in each child: `started` as it starts, `recycle` after each of its tasks
         # (only when some plugin has a policy: else no count, no RSS read)
         recycle = children.recycle if children.recycles else None

@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
-from kernel import Step, Worker, hookimpl
-from kernel.plugin import BasePool, ChildHooks, PoolStep
+from kernel import Step, hookimpl
+from kernel.plugin import BasePool, ChildHooks, Node, PoolStep
 
 
 class SoloPool(BasePool):
@@ -55,7 +55,7 @@ class SoloPoolStep(PoolStep):
     def concurrency(self) -> int:
         return 1  # whatever -c says: there is one consumer thread
 
-    def create(self, worker: Worker, concurrency: int, children: ChildHooks) -> SoloPool:
+    def create(self, worker: Node, concurrency: int, children: ChildHooks) -> SoloPool:
         return SoloPool()
 
     def describe(self) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from kernel import Step, Worker, hookimpl
-from kernel.plugin import ChildHooks, PoolStep
+from kernel import Step, hookimpl
+from kernel.plugin import ChildHooks, Node, PoolStep
 
 from .pool import ThreadPool
 
@@ -20,7 +20,7 @@ class ThreadPoolStep(PoolStep):
     recycles = True
     slots = "threads"
 
-    def create(self, worker: Worker, concurrency: int, children: ChildHooks) -> ThreadPool:
+    def create(self, worker: Node, concurrency: int, children: ChildHooks) -> ThreadPool:
         # asked after each task only when some plugin has a policy: else no count, no RSS read
         recycle = children.recycle if children.recycles else None
         pool = ThreadPool(concurrency, recycle=recycle)
