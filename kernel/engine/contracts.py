@@ -3,6 +3,7 @@ the base of every pool's step."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -15,6 +16,8 @@ from ..wire.transport import Broker, ResultBackend
 
 if TYPE_CHECKING:
     from ..lifecycle import Node
+
+log = logging.getLogger("kernel.pool")
 
 
 class Pool(Protocol):
@@ -139,7 +142,8 @@ class PoolStep(Step):
     calls `kernel_child_init` once here for a pool whose tasks run in this process, and stops
     or terminates the pool with the worker. A pool whose tasks run elsewhere (child processes)
     sets `in_process = False` and calls `children.started()` in each child itself; a pool that
-    can replace a slot calls `children.recycle(...)` after each task (`recycles = True`)."""
+    can replace a slot calls `children.recycle(...)` after each task (`recycles = True`); one
+    that cannot is warned about at start-up when a plugin implements `kernel_recycle_child`."""
 
     provides: ClassVar[tuple[str, ...]] = ("pool",)
     in_process: ClassVar[bool] = True
@@ -165,10 +169,25 @@ class PoolStep(Step):
 
     def start(self, worker: Node) -> None:
         children = ChildHooks(worker)
+        if children.recycles and not self.recycles:
+            self._warn_never_recycled(worker)
         self.pool = self.create(worker, self.concurrency, children)
         worker.services[POOL] = self.pool
         if self.in_process:
             children.started()
+
+    def _warn_never_recycled(self, worker: Node) -> None:
+        # a policy asked for (--plugin maxtasks) that this pool cannot honour must not be
+        # silently void: say which pool ignores which plugins
+        impls = worker.pm.hook.kernel_recycle_child.get_hookimpls()
+        plugins = ", ".join(sorted({impl.plugin_name for impl in impls}))
+        log.warning(
+            "%s cannot replace its %s, so it never asks kernel_recycle_child: the "
+            "recycling policy of %s does nothing on this worker",
+            self.name,
+            self.slots,
+            plugins,
+        )
 
     def stop(self, worker: Node) -> None:
         if self.pool is not None:

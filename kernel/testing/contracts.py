@@ -10,48 +10,108 @@ Subclass in your plugin's tests and provide the fixture named in the class docst
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import logging
+import os
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from ..client.app import App
-from ..engine.contracts import Pool
+from ..engine.contracts import POOL, Pool
 from ..engine.worker import Worker
 from ..wire.meta import FAILURE, STARTED, SUCCESS, result_meta
 from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend, Stored
-from .helpers import peak_concurrency
+from .helpers import Gate, peak_concurrency
 from .helpers import wait_until as _wait
+from .pool_probes import ChildInitRecorder, NamedPlugin, Notebook, RecycleEvery, pid_of, slot_id
+
+RunWorker = Callable[..., contextlib.AbstractContextManager[Worker]]
 
 
-class PoolContract:
-    """Provide `pool_name` (the NAME of pool.NAME) and `concurrency` (slots to test with).
+def _double(x: int) -> int:
+    return x * 2
 
-    Checks the Pool role object directly, then a real worker using the pool end to end on the
-    embedded broker.
-    """
 
-    concurrency = 2
+def _nap(n: int) -> int:
+    time.sleep(0.05)
+    return n
+
+
+class _PoolUnderTest:
+    """The fixtures naming the pool both pool contracts test."""
 
     @pytest.fixture
     def pool_name(self) -> str:
         raise NotImplementedError("subclasses provide the pool_name fixture")
 
     @pytest.fixture
-    def pool(self, pool_name: str, make_worker: Any) -> Iterator[Pool]:
-        from ..engine.contracts import POOL
+    def pool_plugin(self) -> Any:
+        """The pool's plugin object, for a pool not installed (yet): it is registered as
+        pool.NAME. None, the default, uses the installed entry point pool.NAME."""
+        return None
 
-        worker = make_worker(
-            discover=True,
-            settings={"worker_pool": pool_name, "worker_concurrency": self.concurrency},
+    @pytest.fixture
+    def pool_plugins(self, pool_name: str, pool_plugin: Any) -> list[Any]:
+        """What a worker on the pool registers besides what it finds installed."""
+        return [] if pool_plugin is None else [NamedPlugin(pool_plugin, f"pool.{pool_name}")]
+
+
+class PoolContract(_PoolUnderTest):
+    """Provide `pool_name` (the NAME of pool.NAME) and `concurrency` (slots to test with);
+    before the pool is installed, also `pool_plugin` (its plugin object).
+
+    Checks the Pool role object directly, then a real worker using the pool end to end on the
+    embedded broker: that the core's child hooks reach where tasks run, recycling, resizing,
+    a draining stop and a prompt terminate. A pool that honours time limits also subclasses
+    `TimeLimitContract`.
+
+    What does not apply to a pool is said by a class attribute, and then tested the other way:
+    `resizable = False` (a pool of a fixed size, as solo) checks that grow and shrink refuse
+    (BasePool's NotImplementedError) instead of pretending. Whether a pool recycles is its
+    step's `recycles`: one that does not must say so at start-up when a policy asks.
+    """
+
+    concurrency = 2
+    resizable = True
+
+    @pytest.fixture
+    def run_worker(self, pool_name: str, pool_plugins: list[Any]) -> RunWorker:
+        """`with run_worker(*plugins, app=None) as worker:` a started worker on this pool
+        (for an app, register its tasks first: a pool may fork), stopped after."""
+        settings = {"worker_pool": pool_name, "worker_concurrency": self.concurrency}
+
+        @contextlib.contextmanager
+        def run(*plugins: Any, app: App | None = None) -> Iterator[Worker]:
+            worker = Worker(app=app, plugins=[*pool_plugins, *plugins], settings=settings)
+            worker.start()
+            try:
+                yield worker
+            finally:
+                worker.stop()
+
+        return run
+
+    @pytest.fixture
+    def pool(self, run_worker: RunWorker) -> Iterator[Pool]:
+        with run_worker() as worker:
+            yield worker.services[POOL]
+
+    @pytest.fixture
+    def app(self, tmp_path: Any) -> Iterator[App]:
+        app = App(
+            "contract",
+            broker=f"embedded:///{tmp_path}/broker.db",
+            backend=f"embedded:///{tmp_path}/results.db",
         )
-        worker.start()
-        yield worker.services[POOL]
-        worker.stop()
+        yield app
+        app.close()
 
     @staticmethod
     def _run(pool: Pool, fn: Any, arg: Any) -> Any:
@@ -82,8 +142,6 @@ class PoolContract:
         assert isinstance(box.get("error"), RuntimeError)
 
     def test_runs_up_to_concurrency_at_once(self, pool: Pool) -> None:
-        if pool.concurrency < 2:
-            pytest.skip("a pool of one slot runs one thing at a time by design")
         assert peak_concurrency(pool, pool.concurrency + 1) == pool.concurrency
 
     def test_info_names_the_implementation(self, pool: Pool, pool_name: str) -> None:
@@ -91,13 +149,117 @@ class PoolContract:
         assert info["implementation"] == pool_name
         assert info["max-concurrency"] == pool.concurrency
 
-    def test_runs_tasks_for_a_real_worker(self, pool_name: str, tmp_path: Any) -> None:
-        app = App(
-            "contract",
-            broker=f"embedded:///{tmp_path}/broker.db",
-            backend=f"embedded:///{tmp_path}/results.db",
-        )
+    def test_ahead_is_none_or_a_count_of_jobs(self, pool: Pool) -> None:
+        # the consumer hands the pool its slots' worth plus `ahead`: before any job has been
+        # measured, and after a run of fast ones (a batching pool then asks for more)
+        for _ in range(2):
+            ahead = pool.ahead
+            assert ahead is None or (type(ahead) is int and ahead >= 0), ahead
+            for n in range(50):
+                assert self._run(pool, _double, n) == {"result": n * 2}
 
+    def test_grow_adds_slots_that_run_at_once(self, pool: Pool) -> None:
+        size = pool.concurrency
+        if not self.resizable:
+            with pytest.raises(NotImplementedError):
+                pool.grow(2)
+            assert pool.concurrency == size
+            return
+        pool.grow(2)
+        assert pool.concurrency == size + 2
+        assert peak_concurrency(pool, size + 3) == size + 2
+
+    def test_shrink_lets_running_work_finish_then_runs_fewer(self, pool: Pool) -> None:
+        size = pool.concurrency
+        if not self.resizable:
+            with pytest.raises(NotImplementedError):
+                pool.shrink(1)
+            assert pool.concurrency == size
+            return
+        pool.grow(1)
+        gate = Gate()
+        gate.submit(pool, size + 1)
+        try:
+            assert gate.wait_running(size + 1), f"{gate.running} of {size + 1} jobs started"
+            pool.shrink(1)
+            assert pool.concurrency == size
+        finally:
+            gate.open()
+        assert gate.wait_finished(size + 1)
+        assert gate.finished == ["held"] * (size + 1)  # none lost or failed by the shrink
+        assert peak_concurrency(pool, size + 1) == size
+
+    def test_stop_lets_every_submitted_job_call_back_first(self, run_worker: RunWorker) -> None:
+        called: list[Any] = []
+        with run_worker() as worker:
+            pool = worker.services[POOL]
+            jobs = 3 * pool.concurrency
+            for n in range(jobs):
+                pool.apply(_nap, n, called.append, called.append)
+            worker.stop()  # the pool's step stops the pool: it drains
+            assert sorted(called) == list(range(jobs))
+
+    def test_terminate_returns_promptly_while_a_job_blocks(self, pool: Pool) -> None:
+        gate = Gate(timeout=30)
+        gate.submit(pool, 1)
+        try:
+            assert gate.wait_running(1), "the job never started"
+            began = time.monotonic()
+            pool.terminate()  # must not raise
+            assert time.monotonic() - began < 5
+        finally:
+            gate.open()  # a pool that cannot kill its slots (threads) lets the job end
+
+    def test_calls_child_init_where_its_tasks_run(
+        self, app: App, run_worker: RunWorker, tmp_path: Any
+    ) -> None:
+        notes = Notebook(tmp_path / "notes")
+
+        @app.task
+        def where() -> int:
+            notes.note("task")
+            return os.getpid()
+
+        with run_worker(ChildInitRecorder(notes), app=app):
+            ran = {r.get(timeout=20) for r in [where.delay() for _ in range(20)]}
+        processes = {pid_of(slot) for slot in notes.slots("init")}
+        assert ran <= processes, "tasks ran in a process where kernel_child_init never ran"
+        assert len(processes) == len(notes.slots("init")), "kernel_child_init ran twice"
+        first: dict[int, str] = {}
+        for what, slot, _ in notes.read():
+            first.setdefault(pid_of(slot), what)
+        assert {first[pid] for pid in ran} == {"init"}, "a task ran before kernel_child_init"
+
+    def test_a_recycling_policy_is_asked_after_every_task_and_loses_none(
+        self, app: App, run_worker: RunWorker, tmp_path: Any, caplog: Any
+    ) -> None:
+        notes = Notebook(tmp_path / "notes")
+        tasks = 8 * self.concurrency
+
+        @app.task
+        def where(n: int) -> str:
+            return slot_id()
+
+        with run_worker(RecycleEvery(notes, every=3), app=app) as worker:
+            (step,) = [step for step in worker.steps if "pool" in step.provides]
+            slots = [r.get(timeout=30) for r in [where.delay(n) for n in range(tasks)]]
+        assert len(slots) == tasks  # every result arrived
+        asked = notes.read()
+        if not getattr(step, "recycles", False):
+            assert asked == [], "a pool whose step says it cannot recycle asked anyway"
+            warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert any(step.name in m and "kernel_recycle_child" in m for m in warned), warned
+            return
+        # asked once after each task, in the slot that ran it, with that slot's count
+        assert collections.Counter(slot for _, slot, _ in asked) == collections.Counter(slots)
+        per_slot = collections.Counter(slots)
+        assert max(per_slot.values()) <= 3, f"a slot told to go ran on: {per_slot}"
+        assert len(per_slot) >= tasks // 3
+        for slot, count in per_slot.items():
+            counts = [int(detail) for _, noted, detail in asked if noted == slot]
+            assert counts == list(range(1, count + 1)), (slot, counts)
+
+    def test_runs_tasks_for_a_real_worker(self, app: App, run_worker: RunWorker) -> None:
         @app.task
         def mul(x: int, y: int) -> int:
             return x * y
@@ -106,18 +268,11 @@ class PoolContract:
         def fails() -> None:
             raise KeyError("missing")
 
-        worker = Worker(
-            app=app, settings={"worker_pool": pool_name, "worker_concurrency": self.concurrency}
-        )
-        worker.start()
-        try:
+        with run_worker(app=app):
             results = [mul.delay(i, 3) for i in range(50)]
             assert [r.get(timeout=20) for r in results] == [i * 3 for i in range(50)]
             with pytest.raises(KeyError, match="missing"):
                 fails.delay().get(timeout=20)
-        finally:
-            worker.stop()
-            app.close()
 
 
 class BrokerContract:
@@ -404,12 +559,14 @@ class BackendContract:
         assert 0.25 < time.monotonic() - began < 3
 
 
-class TimeLimitContract:
-    """For pools that honour time limits: provide `pool_name`. A real worker, embedded broker."""
+class TimeLimitContract(_PoolUnderTest):
+    """For pools that honour time limits (and say so with `kernel_task_options`): provide
+    `pool_name` and, before the pool is installed, `pool_plugin`, as for PoolContract. A real
+    worker, embedded broker."""
 
-    @pytest.fixture
-    def pool_name(self) -> str:
-        raise NotImplementedError("subclasses provide the pool_name fixture")
+    @pytest.fixture(autouse=True)
+    def _given(self, pool_plugins: list[Any]) -> None:
+        self._plugins = pool_plugins  # for start(), which the tests call without fixtures
 
     @pytest.fixture
     def app(self, tmp_path: Any, pool_name: str) -> Iterator[App]:
@@ -423,7 +580,9 @@ class TimeLimitContract:
 
     def start(self, app: App, pool_name: str, concurrency: int = 2) -> Worker:
         worker = Worker(
-            app=app, settings={"worker_pool": pool_name, "worker_concurrency": concurrency}
+            app=app,
+            plugins=list(self._plugins),
+            settings={"worker_pool": pool_name, "worker_concurrency": concurrency},
         )
         worker.start()
         return worker

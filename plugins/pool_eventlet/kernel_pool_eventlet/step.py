@@ -1,44 +1,22 @@
-"""The pool.eventlet bootstep: builds the pool, shares it as the worker's POOL, runs child init."""
+"""The pool.eventlet bootstep: the shared green step, on eventlet."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import attrs
-
-from kernel import Step, Worker, setting
-from kernel.plugin import POOL, optional, to_int
+from kernel_pool_green.step import GreenPoolStep
 
 if TYPE_CHECKING:
     from .pool import EventletPool
 
-# green threads are cheap: the CPU count (the other pools' default) would waste the point
-DEFAULT_CONCURRENCY = 100
-
 
 @attrs.define
-class EventletPoolStep(Step):
+class EventletPoolStep(GreenPoolStep):
     name = "pool.eventlet"
-    provides = ("pool",)
+    slots = "green threads"
 
-    worker_concurrency: int | None = setting(None, convert=optional(to_int), help="green threads")
-    pool: EventletPool | None = attrs.field(default=None, init=False)
-
-    def start(self, worker: Worker) -> None:
+    def make_pool(self, concurrency: int) -> EventletPool:
         from .pool import EventletPool  # eventlet loads only when this pool is chosen
 
-        self.pool = EventletPool(self.worker_concurrency or DEFAULT_CONCURRENCY)
-        self.pool.start()
-        worker.services[POOL] = self.pool
-        worker.pm.hook.kernel_child_init(worker=worker)
-
-    def stop(self, worker: Worker) -> None:
-        if self.pool is not None:
-            self.pool.stop()
-
-    def terminate(self, worker: Worker) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-
-    def describe(self) -> str:
-        return f"{self.worker_concurrency or DEFAULT_CONCURRENCY} green threads"
+        return EventletPool(concurrency)

@@ -1,278 +1,74 @@
-"""A bounded set of greenlets on one gevent hub, with soft and hard time limits."""
+"""gevent under the shared green pool: how it spawns, kills, times out and wakes its hub."""
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 from gevent import Greenlet, Timeout, monkey
-from gevent.event import Event as GreenEvent
-
-from kernel.plugin import SoftTimeLimitExceeded, TimeLimitExceeded
+from gevent.event import Event
+from kernel_pool_green.library import Cancel
+from kernel_pool_green.pool import GreenPool
 
 from .patch import is_patched
 
-log = logging.getLogger("kernel.pool.gevent")
 
-# the OS thread's id, even where `threading` is patched to answer with greenlet ids
-_os_thread_id: Callable[[], int] = monkey.get_original("_thread", "get_ident")
+class _Doorbell:
+    """gevent's async watcher: `send()` is safe from any thread and wakes the hub's loop."""
 
+    def __init__(self, answer: Callable[[], None]) -> None:
+        # an active watcher also keeps the loop running while no greenlet has work
+        self._watcher = gevent.get_hub().loop.async_()
+        self._watcher.start(answer)
 
-class Job:
-    """One submitted function, its greenlet, and whether it has been reported (or abandoned)."""
+    def ring(self) -> None:
+        self._watcher.send()
 
-    __slots__ = (
-        "arg",
-        "callback",
-        "error_callback",
-        "fn",
-        "glet",
-        "hard",
-        "settled",
-        "soft",
-        "watch",
-    )
-
-    def __init__(
-        self,
-        fn: Callable[[Any], Any],
-        arg: Any,
-        callback: Callable[[Any], None],
-        error_callback: Callable[[BaseException], None],
-        timeouts: tuple[float | None, float | None],
-    ) -> None:
-        self.fn, self.arg, self.callback, self.error_callback = fn, arg, callback, error_callback
-        self.soft, self.hard = (limit or None for limit in timeouts)
-        self.glet: Greenlet | None = None
-        self.watch: Greenlet | None = None  # fires the hard limit
-        self.settled = False
+    def close(self) -> None:
+        self._watcher.close()
 
 
-class GeventPool:
-    """`apply` runs `fn(arg)` in a new greenlet while fewer than `concurrency` run; other jobs
-    wait their turn in order. Callbacks run in the task's greenlet.
+class Gevent:
+    """The GreenLibrary adapter for gevent."""
 
-    Every greenlet lives on one hub. In a patched process (`kernel start -P gevent`) that is the
-    main thread's, shared with the consumer and the brokers, which all cooperate. In an
-    unpatched one (a Worker embedded in a program, the test suite) the pool runs a hub in a
-    thread of its own: tasks then cooperate only through gevent's API (gevent.sleep, gevent
-    sockets), and one that blocks in the standard library holds up the others.
+    name = "gevent"
+    # the OS thread's id, even where `threading` is patched to answer with greenlet ids
+    os_thread_id: Callable[[], int] = staticmethod(monkey.get_original("_thread", "get_ident"))
 
-    Time limits: at the soft limit a gevent.Timeout raises SoftTimeLimitExceeded in the task at
-    its next cooperative switch; the task may catch it. At the hard limit the task is reported
-    failed with TimeLimitExceeded, its slot goes to the next job, and its greenlet is killed
-    (GreenletExit at its next switch). A task that never switches cannot be interrupted.
-    """
+    def patched(self) -> bool:
+        return is_patched()
+
+    def spawn(self, fn: Callable[..., None], *args: Any) -> Greenlet:
+        return gevent.spawn(fn, *args)
+
+    def kill(self, green: Greenlet) -> None:
+        green.kill(block=False)
+
+    def call_later(self, seconds: float, fn: Callable[..., None], *args: Any) -> Cancel:
+        timer = gevent.spawn_later(seconds, fn, *args)
+        return lambda: timer.kill(block=False)
+
+    def start_timeout(self, seconds: float, exc: type[BaseException]) -> Cancel:
+        timeout = Timeout(seconds, exc)
+        timeout.start()
+        return timeout.close  # type: ignore[no-any-return]
+
+    def doorbell(self, answer: Callable[[], None]) -> _Doorbell:
+        return _Doorbell(answer)
+
+    def latch(self) -> Event:
+        return Event()
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def destroy_hub(self) -> None:
+        gevent.get_hub().destroy(destroy_loop=True)
+
+
+class GeventPool(GreenPool):
+    """The shared green pool on gevent's hub (see GreenPool)."""
 
     def __init__(self, concurrency: int) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        self._target = concurrency
-        self._running: set[Job] = set()
-        self._waiting: deque[Job] = deque()
-        self._idle_waiters: list[Callable[[], None]] = []
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._inbox: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self._wake: Any = None  # the hub's async watcher: other threads' calls land through it
-        self._hub_thread = 0
-        self._closing: GreenEvent | None = None
-        self.patched = False
-
-    @property
-    def concurrency(self) -> int:
-        return self._target
-
-    # -- the hub ----------------------------------------------------------------------------
-    def start(self) -> None:
-        self.patched = is_patched()
-        if not self.patched:
-            log.warning(
-                "gevent has not patched this process: the pool's greenlets run on a hub in a "
-                "thread of their own, so a task that blocks outside gevent's API (time.sleep, "
-                "sockets, locks) holds up the others; `kernel start -P gevent` patches"
-            )
-        # patched, this "thread" is a greenlet on the main hub; unpatched, a real thread
-        self._thread = threading.Thread(target=self._serve, name="kernel-pool-gevent", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-
-    def _serve(self) -> None:
-        hub = gevent.get_hub()
-        # an active watcher also keeps the loop running while no greenlet has work
-        wake = hub.loop.async_()
-        wake.start(self._run_inbox)
-        self._wake = wake
-        self._hub_thread = _os_thread_id()
-        self._closing = GreenEvent()
-        self._ready.set()
-        self._closing.wait()
-        self._wake = None
-        wake.close()
-        if not self.patched:
-            hub.destroy(destroy_loop=True)  # this thread's own hub: free its loop with it
-
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run `fn(*args)` on the pool's hub: now if called there, else on its next loop."""
-        if _os_thread_id() == self._hub_thread:
-            fn(*args)
-            return
-        wake = self._wake
-        if wake is None:
-            raise RuntimeError("the gevent pool is not running")
-        self._inbox.append((fn, args))
-        wake.send()
-
-    def _run_inbox(self) -> None:
-        inbox = self._inbox
-        while inbox:
-            fn, args = inbox.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("gevent pool call %r failed", fn)
-
-    def _close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None or self._closing is None:
-            return
-        self._call(self._closing.set)
-        if thread is not threading.current_thread():
-            thread.join(5)
-
-    # -- running jobs (on the hub's thread) -------------------------------------------------
-    def apply(
-        self,
-        fn: Callable[[Any], Any],
-        arg: Any,
-        callback: Callable[[Any], None],
-        error_callback: Callable[[BaseException], None],
-        timeouts: tuple[float | None, float | None] = (None, None),
-    ) -> None:
-        self._call(self._enqueue, Job(fn, arg, callback, error_callback, timeouts))
-
-    def _enqueue(self, job: Job) -> None:
-        self._waiting.append(job)
-        self._fill()
-
-    def _fill(self) -> None:
-        while self._waiting and len(self._running) < self._target:
-            job = self._waiting.popleft()
-            self._running.add(job)
-            job.glet = gevent.spawn(self._run, job)
-
-    def _run(self, job: Job) -> None:
-        # created here: a Timeout raises in the greenlet that starts it
-        soft = Timeout(job.soft, SoftTimeLimitExceeded) if job.soft else None
-        if job.hard:
-            job.watch = gevent.spawn_later(job.hard, self._expire, job)
-        result: Any = None
-        failed: BaseException | None = None
-        try:
-            if soft is not None:
-                soft.start()
-            try:
-                result = job.fn(job.arg)
-            finally:
-                if soft is not None:
-                    soft.close()
-        except BaseException as exc:  # whatever fn raised; GreenletExit if it was killed
-            failed = exc
-        if job.watch is not None:
-            job.watch.kill(block=False)
-        if job.settled:
-            return  # the hard limit or terminate took it: already reported or abandoned
-        job.settled = True
-        self._release(job)
-        if failed is not None:
-            log.error("pool job raised %r", failed)
-        self._report(job, result, failed)
-
-    def _expire(self, job: Job) -> None:
-        if job.settled:
-            return
-        job.settled = True
-        log.error("hard time limit (%ss) exceeded; killing the task's greenlet", job.hard)
-        self._release(job)
-        if job.glet is not None:
-            job.glet.kill(block=False)
-        self._report(job, None, TimeLimitExceeded(job.hard))
-
-    @staticmethod
-    def _report(job: Job, result: Any, failed: BaseException | None) -> None:
-        try:
-            if failed is None:
-                job.callback(result)
-            else:
-                job.error_callback(failed)
-        except Exception:  # a callback's failure must not take the slot bookkeeping with it
-            log.exception("pool callback failed")
-
-    def _release(self, job: Job) -> None:
-        self._running.discard(job)
-        self._fill()
-        if not self._running and not self._waiting and self._idle_waiters:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for notify in waiters:
-                notify()
-
-    def _when_idle(self, notify: Callable[[], None]) -> None:
-        if self._running or self._waiting:
-            self._idle_waiters.append(notify)
-        else:
-            notify()
-
-    def _kill_all(self) -> None:
-        self._waiting.clear()
-        jobs, self._running = list(self._running), set()
-        for job in jobs:
-            job.settled = True
-            for glet in (job.watch, job.glet):
-                if glet is not None:
-                    glet.kill(block=False)
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for notify in waiters:
-            notify()
-
-    # -- size -------------------------------------------------------------------------------
-    def grow(self, n: int = 1) -> None:
-        self._target += n
-        self._call(self._fill)
-
-    def shrink(self, n: int = 1) -> None:
-        # running greenlets finish; no new one starts until fewer than the target run
-        self._target = max(self._target - n, 1)
-
-    # -- stopping ---------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Let every submitted job finish, then end the hub's thread."""
-        if self._thread is None:
-            return
-        idle = threading.Event()
-        self._call(self._when_idle, idle.set)
-        idle.wait()
-        self._close()
-
-    def terminate(self) -> None:
-        """Kill the running greenlets and drop waiting jobs, without callbacks. Never raises."""
-        try:
-            if self._thread is not None:
-                self._call(self._kill_all)
-                self._close()
-        except Exception:
-            log.exception("could not terminate the gevent pool cleanly")
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "implementation": "gevent",
-            "max-concurrency": self._target,
-            "processes": [os.getpid()],
-            "running": len(self._running),
-            "waiting": len(self._waiting),
-            "patched": self.patched,
-        }
+        super().__init__(concurrency, Gevent())

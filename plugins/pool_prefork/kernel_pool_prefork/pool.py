@@ -15,7 +15,7 @@ from typing import Any
 import billiard
 from billiard.connection import wait
 
-from kernel.plugin import Pace, TimeLimitExceeded, WorkerLostError
+from kernel.plugin import BasePool, Pace, TimeLimitExceeded, WorkerLostError
 
 from .child import STOP, serve
 from .children import Child, Job, exit_reason
@@ -32,11 +32,7 @@ BATCH_TIME = 0.002
 MAX_BATCH = 64
 
 
-def default_concurrency() -> int:
-    return os.cpu_count() or 1
-
-
-class PreforkPool:
+class PreforkPool(BasePool):
     """`concurrency` forked children, each running one job at a time.
 
     The monitor thread owns the children: it keeps `concurrency` of them alive, sends jobs to

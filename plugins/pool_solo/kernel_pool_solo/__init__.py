@@ -8,12 +8,14 @@ from typing import Any
 
 import attrs
 
-from kernel import Step, Worker, hookimpl
-from kernel.plugin import POOL
+from kernel import Step, hookimpl
+from kernel.plugin import BasePool, ChildHooks, Node, PoolStep
 
 
-class SoloPool:
-    """No slots to manage: `apply` runs the function before returning. Useful for debugging."""
+class SoloPool(BasePool):
+    """No slots to manage: `apply` runs the function before returning. Useful for debugging.
+
+    It cannot grow, shrink or recycle: its one slot is the consumer's thread."""
 
     concurrency = 1
 
@@ -43,13 +45,18 @@ class SoloPool:
 
 
 @attrs.define
-class SoloPoolStep(Step):
+class SoloPoolStep(PoolStep):
     name = "pool.solo"
-    provides = ("pool",)
 
-    def start(self, worker: Worker) -> None:
-        worker.services[POOL] = SoloPool()
-        worker.pm.hook.kernel_child_init(worker=worker)
+    def default_concurrency(self) -> int:
+        return 1
+
+    @property
+    def concurrency(self) -> int:
+        return 1  # whatever -c says: there is one consumer thread
+
+    def create(self, worker: Node, concurrency: int, children: ChildHooks) -> SoloPool:
+        return SoloPool()
 
     def describe(self) -> str:
         return "one task at a time"

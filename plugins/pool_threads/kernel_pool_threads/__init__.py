@@ -4,47 +4,28 @@ from __future__ import annotations
 
 import attrs
 
-from kernel import Step, Worker, hookimpl, setting
-from kernel.plugin import POOL, optional, to_int
+from kernel import Step, hookimpl
+from kernel.plugin import ChildHooks, Node, PoolStep
 
-from .pool import ThreadPool, default_concurrency
+from .pool import ThreadPool
 
 __all__ = ["ThreadPool", "ThreadPoolStep"]
 
 
 @attrs.define
-class ThreadPoolStep(Step):
+class ThreadPoolStep(PoolStep):
+    """Threads of the worker process; a thread is replaced when a recycling policy says so."""
+
     name = "pool.threads"
-    provides = ("pool",)
+    recycles = True
+    slots = "threads"
 
-    worker_concurrency: int | None = setting(None, convert=optional(to_int), help="threads")
-    pool: ThreadPool | None = attrs.field(default=None, init=False)
-
-    def start(self, worker: Worker) -> None:
-        pm = worker.pm
-        recycle = None
-        if pm.implements("kernel_recycle_child"):
-
-            def recycle(tasks: int, rss_kib: int) -> bool:
-                return bool(
-                    pm.hook.kernel_recycle_child(worker=worker, tasks=tasks, rss_kib=rss_kib)
-                )
-
-        self.pool = ThreadPool(self.worker_concurrency or default_concurrency(), recycle=recycle)
-        self.pool.start()
-        worker.services[POOL] = self.pool
-        pm.hook.kernel_child_init(worker=worker)
-
-    def stop(self, worker: Worker) -> None:
-        if self.pool is not None:
-            self.pool.stop()
-
-    def terminate(self, worker: Worker) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-
-    def describe(self) -> str:
-        return f"{self.worker_concurrency or default_concurrency()} threads"
+    def create(self, worker: Node, concurrency: int, children: ChildHooks) -> ThreadPool:
+        # asked after each task only when some plugin has a policy: else no count, no RSS read
+        recycle = children.recycle if children.recycles else None
+        pool = ThreadPool(concurrency, recycle=recycle)
+        pool.start()
+        return pool
 
 
 @hookimpl

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kernel.plugin import Pace, SoftTimeLimitExceeded, TimeLimitExceeded, rss_kib
+from kernel.plugin import BasePool, Pace, SoftTimeLimitExceeded, TimeLimitExceeded, rss_kib
 
 log = logging.getLogger("kernel.pool.threads")
 
@@ -22,10 +22,6 @@ _STOP = object()
 # that finishes one takes the next from the queue without waiting for the consumer's loop.
 AHEAD_TIME = 0.002
 MAX_AHEAD = 32
-
-
-def default_concurrency() -> int:
-    return os.cpu_count() or 1
 
 
 def _raise_in(thread_id: int, exc_type: type[BaseException]) -> None:
@@ -74,7 +70,7 @@ class Job:
         self.thread: threading.Thread | None = None
 
 
-class ThreadPool:
+class ThreadPool(BasePool):
     """`apply` queues a job; each thread runs jobs one by one and reports through the callbacks.
 
     Time limits: at the soft limit SoftTimeLimitExceeded is raised inside the task (catchable).

@@ -1,12 +1,13 @@
-"""Tasks for the patched-worker tests: `kernel start -A green_tasks -P gevent` imports this.
+"""Tasks for the patched-worker tests: `kernel start -A kernel_pool_green.testing.tasks -P NAME`.
 
-The test that starts the worker names the broker, the result backend (a Redis URL, also
-used for counters) and the queue in the environment.
+The test that starts the worker names the broker, the result backend (a Redis URL, also used
+for counters) and the queue in the environment.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 import redis
@@ -23,20 +24,19 @@ app = App(
 counters = redis.Redis.from_url(os.environ["GREEN_BACKEND"])
 
 
-@app.task
+@app.task(name="green_tasks.nap")
 def nap(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
 
 
-@app.task
-def patched() -> bool:
-    from gevent import monkey
+@app.task(name="green_tasks.patched")
+def patched() -> list[str]:
+    """Where the sleep and the sockets tasks use come from: the green library's, if patched."""
+    return [time.sleep.__module__, socket.socket.__module__]
 
-    return bool(monkey.is_module_patched("socket") and monkey.is_module_patched("time"))
 
-
-@app.task(soft_time_limit=0.5)
+@app.task(name="green_tasks.patient", soft_time_limit=0.5)
 def patient() -> str:
     try:
         time.sleep(30)
@@ -45,7 +45,7 @@ def patient() -> str:
     return "slept"
 
 
-@app.task(time_limit=0.5)
+@app.task(name="green_tasks.endless", time_limit=0.5)
 def endless(key: str) -> None:
     while True:  # counts its laps, so the test can tell that the kill really stopped it
         counters.incr(key)
