@@ -13,8 +13,7 @@ from kernel import App, Worker
 from kernel.testing.pool_probes import NamedPlugin, slot_id
 
 ROOT = Path(__file__).resolve().parent.parent
-# the guide is its own file until it is folded into the README's plugin section
-GUIDES = [ROOT / "README.md", ROOT / "WRITING_A_POOL.md"]
+GUIDES = [ROOT / "README.md"]  # Writing a plugin, Writing a pool
 
 
 def guide_code(first_line: str) -> str:
