@@ -300,7 +300,7 @@ class Consumer:
         slot that frees takes its next task without a round trip through this loop; or as
         many as a pool that batches its hand-offs asks for (`ahead`)."""
         concurrency = self.pool.concurrency
-        ahead = getattr(self.pool, "ahead", None)
+        ahead = self.pool.ahead
         if ahead is None:
             return concurrency * DISPATCH_AHEAD
         return concurrency + int(ahead)
