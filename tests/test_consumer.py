@@ -9,9 +9,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 
 from kernel import App, Worker, hookimpl
+from kernel.plugin import BasePool
 from kernel.wire.exceptions import Reject
 from kernel.wire.protocol import encode_body, task_message
 from kernel.wire.transport import Outgoing
@@ -381,14 +383,13 @@ def test_worker_exits_with_1_when_the_broker_gives_up(
     assert "giving up on the broker: gave up reconnecting" in caplog.text
 
 
-class HoldingPool:
+class HoldingPool(BasePool):
     """A pool that keeps what it is handed until released, and may ask for work ahead."""
 
     concurrency = 1
 
     def __init__(self, ahead: int | None) -> None:
-        if ahead is not None:
-            self.ahead = ahead
+        self.ahead = ahead
         self.jobs: list[tuple[Any, Any, Any]] = []
 
     def apply(self, fn: Any, arg: Any, callback: Any, error_callback: Any, timeouts: Any) -> None:
@@ -549,3 +550,38 @@ def test_a_result_the_pool_cannot_store_is_stored_by_the_consumer(
         result = add.delay(i, i)
         assert result.get(timeout=5) == 2 * i
         assert [result.id] in consumer_stores
+
+
+def test_a_pool_without_a_member_its_contract_declares_stops_the_worker_naming_it(
+    app: App,
+) -> None:
+    from kernel import StepStartError
+    from kernel.plugin import PoolStep
+
+    class Bare:  # no ahead, no grow/shrink: BasePool would have given them
+        concurrency = 1
+
+        def apply(self, *args: Any) -> None: ...
+        def stop(self) -> None: ...
+        def terminate(self) -> None: ...
+        def info(self) -> dict[str, Any]:
+            return {}
+
+    @attrs.define
+    class BareStep(PoolStep):
+        name = "pool.bare"
+
+        def create(self, worker: Any, concurrency: int, children: Any) -> Any:
+            return Bare()
+
+    class Plugin:
+        plugin_name = "pool.bare"
+
+        @hookimpl
+        def kernel_steps(self) -> list[Any]:
+            return [BareStep]
+
+    worker = Worker(app=app, plugins=[Plugin()], settings={"worker_pool": "bare"})
+    with pytest.raises(StepStartError, match=r"pool Bare lacks ahead, grow, shrink.*BasePool"):
+        worker.start()
+    assert worker.started_steps == []  # what had started was stopped again

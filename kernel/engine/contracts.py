@@ -105,6 +105,21 @@ class ConsumerState(Protocol):
         """Change a task's time limits while the worker runs (applies to tasks started later)."""
 
 
+def check_members(obj: object, role: str, members: tuple[str, ...], base: str) -> None:
+    """Refuse, once at start-up, a role object that lacks what its contract declares (the
+    worker reads those members without probing, on every task)."""
+    missing = [name for name in members if not hasattr(obj, name)]
+    if missing:
+        raise TypeError(
+            f"the {role} {type(obj).__name__} lacks {', '.join(missing)}, which the "
+            f"{role} contract declares; subclass kernel.plugin.{base} for their defaults"
+        )
+
+
+POOL_MEMBERS = ("concurrency", "ahead", "apply", "grow", "shrink", "stop", "terminate", "info")
+BROKER_MEMBERS = ("wakes_up", "location", "consumers", "publish", "consume", "poll", "wakeup")
+BACKEND_MEMBERS = ("stores_in_pool", "reply_queue", "notify_channel", "encode", "store")
+
 BROKER: ServiceKey[Broker] = ServiceKey("broker")
 CONSUMER: ServiceKey[ConsumerState] = ServiceKey("consumer")
 BACKEND: ServiceKey[ResultBackend] = ServiceKey("backend")

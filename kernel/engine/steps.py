@@ -11,7 +11,16 @@ from ..client.trace import call_task
 from ..hookspecs import hookimpl
 from ..settings import at_least, optional, setting, to_bool, to_str_list
 from .consumer import Consumer
-from .contracts import BACKEND, BROKER, CONSUMER, POOL
+from .contracts import (
+    BACKEND,
+    BACKEND_MEMBERS,
+    BROKER,
+    BROKER_MEMBERS,
+    CONSUMER,
+    POOL,
+    POOL_MEMBERS,
+    check_members,
+)
 
 if TYPE_CHECKING:
     from ..lifecycle import Node
@@ -68,12 +77,20 @@ class ConsumerStep(Step):
         return self.worker_queues or [worker.app.conf.task_default_queue]
 
     def start(self, worker: Node) -> None:
-        self.consumer = Consumer(
-            worker,
-            worker.app,
+        broker, backend, pool = (
             worker.services[BROKER],
             worker.services[BACKEND],
             worker.services[POOL],
+        )
+        check_members(pool, "pool", POOL_MEMBERS, "BasePool")
+        check_members(broker, "broker", BROKER_MEMBERS, "BaseBroker")
+        check_members(backend, "result backend", BACKEND_MEMBERS, "BaseBackend")
+        self.consumer = Consumer(
+            worker,
+            worker.app,
+            broker,
+            backend,
+            pool,
             self.queues(worker),
             self.worker_prefetch_multiplier,
             self.worker_prefetch_adaptive,
