@@ -29,7 +29,7 @@ def add(x, y):
     return x + y
 """
 
-REDIS = "redis://127.0.0.1:6379/15"  # a database of its own among the tests (the bench uses 2, 6, 7)
+REDIS = "redis://127.0.0.1:6379/15"  # its own database (other tests and the bench use 2-14)
 
 
 def make_project(path: Path) -> Path:
