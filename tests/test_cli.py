@@ -217,3 +217,23 @@ def test_a_setting_declared_by_hooks_alone_from_the_command_line(
         run_kernel(["graph", "--plugin", "hello.tuning", "-s", "hello_repeat=0"], hello_site),
         "setting 'hello_repeat': expected a number of at least 1, got '0'",
     )
+
+
+def test_the_cores_own_steps_are_listed_and_shown_as_plugins(
+    tmp_path: Path, run_kernel: Any
+) -> None:
+    (tmp_path / "proj.py").write_text(
+        f"from kernel import App\napp = App('proj', broker='embedded:///{tmp_path}/b.db')\n"
+    )
+    listed = run_kernel(["plugins", "-A", "proj:app"], tmp_path)
+    rows = {
+        line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines() if line[:1] != " "
+    }
+    for core in ("core.broker", "core.backend", "core.consumer"):
+        assert rows[core][:2] == ["enabled", "taskkernel"], listed.stdout
+    shown = run_kernel(["graph", "-A", "proj:app", "-P", "solo"], tmp_path)
+    assert "consumer   plugin core.consumer; requires broker, backend, pool" in shown.stdout
+    blocked = run_kernel(
+        ["graph", "-A", "proj:app", "-P", "solo", "-p", "no:core.consumer"], tmp_path
+    )
+    assert blocked.returncode == 0 and "core.consumer" not in blocked.stdout

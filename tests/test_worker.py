@@ -384,3 +384,34 @@ def test_hook_recorder_sees_the_calls_that_built_the_worker(
     recorder = hook_recorder(worker)
     assert recorder.names()[:2] == ["kernel_steps", "kernel_configure"]
     assert hook_recorder(worker) is recorder  # one recorder per worker
+
+
+def test_the_cores_steps_are_plugins_a_user_can_replace(tmp_path: Any, make_worker: Any) -> None:
+    from kernel import App
+    from kernel.plugin import BROKER, CONSUMER
+
+    app = App("swap", broker=f"embedded:///{tmp_path}/b.db", backend=f"embedded:///{tmp_path}/r.db")
+    seen: list[str] = []
+
+    @attrs.define
+    class CountingConsumer(Step):  # a consumer of one's own, in place of core.consumer
+        name = "my-consumer"
+        requires = ("broker", "backend", "pool")
+
+        def start(self, worker: Any) -> None:
+            seen.append(type(worker.services[BROKER]).__name__)
+
+    class Mine:
+        plugin_name = "myconsumer"
+
+        @hookimpl
+        def kernel_steps(self) -> list[type[Step]]:
+            return [CountingConsumer]
+
+    worker = make_worker("no:core.consumer", Mine(), app=app, settings={"worker_pool": "solo"})
+    assert [step.name for step in worker.steps] == ["backend", "broker", "pool.solo", "my-consumer"]
+    assert {name for name, _ in worker.pm.enabled()} >= {"core.broker", "core.backend"}
+    assert worker.pm.get_plugin("core.consumer") is None and worker.pm.is_blocked("core.consumer")
+    worker.start()
+    assert seen == ["EmbeddedBroker"] and CONSUMER not in worker.services
+    worker.stop()
