@@ -317,9 +317,10 @@ def test_config_from_a_module_an_object_and_a_mapping() -> None:
     class Config:
         task_default_queue = "jobs"
 
-    app.config_from_object(Config)
+    app.config_from_object(Config)  # a new source replaces the last one's values, as in Celery
+    assert (app.conf.task_default_queue, app.conf.task_acks_late) == ("jobs", False)
     app.config_from_object({"result_expires": 60})
-    assert (app.conf.task_default_queue, app.conf.result_expires) == ("jobs", 60)
+    assert (app.conf.task_default_queue, app.conf.result_expires) == ("celery", 60)
 
 
 def test_a_worker_refuses_unknown_and_bad_settings_in_the_apps_config() -> None:

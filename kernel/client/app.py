@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import os
 import re
 import socket
@@ -11,19 +10,20 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from types import ModuleType
 from typing import Any, NamedTuple, TypeVar, overload
 
-from ..errors import PluginError
+from ..errors import ConfigError, PluginError
 from ..manager import PluginManager
-from ..settings import Settings
 from ..wire.backend import DisabledBackend
 from ..wire.protocol import NOTIFY_HEADER, Request, encode_body, new_id, task_message, utcnow
 from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend
+from .accepted import check_refused
 from .canvas import as_signature_list
-from .config import CORE_SETTINGS, check_time_limits
+from .conf import app_conf
+from .config import check_time_limits
 from .rates import parse_rate
 from .results import AsyncResult
+from .sources import source_reader
 from .task import Task as TaskBase
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,8 +95,8 @@ class App:
         **settings: Any,
     ) -> None:
         self.main = main
-        self.conf = Settings()
-        self.conf.declare(CORE_SETTINGS)
+        self.namespace: str | None = None  # the prefix of setting names in config sources
+        self.conf = app_conf()
         if config_source is not None:
             self.config_from_object(config_source)
         for key, value in settings.items():
@@ -118,24 +118,33 @@ class App:
         return f"<App {self.main or '__main__'}: {len(self.tasks)} tasks>"
 
     # -- configuration ---------------------------------------------------------------------
-    def config_from_object(self, obj: Any) -> None:
-        """Load settings from a mapping, an object, a module, or a module's dotted name."""
-        if isinstance(obj, str):
-            obj = importlib.import_module(obj)
-        if isinstance(obj, Mapping):
-            items = dict(obj)
-        else:
-            items = {
-                name: getattr(obj, name)
-                for name in dir(obj)
-                if re.fullmatch(r"[a-z][a-z0-9_]*", name)
-                and not isinstance(getattr(obj, name), ModuleType)
-                and not (
-                    isinstance(obj, ModuleType) and _is_imported_callable(obj, getattr(obj, name))
-                )
-            }
-        for key, value in items.items():
-            self.conf[key] = value
+    def config_from_object(
+        self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None
+    ) -> None:
+        """Take settings from a mapping, an object, a module, or a module's name (dotted, or
+        ``"module:attribute"`` such as ``"django.conf:settings"``), as Celery does: read when a
+        setting is first looked at (now with `force`), replacing the previous source's values;
+        values set on the app itself win. With ``namespace="CELERY"`` only ``CELERY_``-prefixed
+        names are read (``CELERY_BROKER_URL`` is broker_url); without one, Celery's old
+        upper-case names are read as the new ones. `silent` ignores a module that is missing."""
+        self.namespace = namespace or self.namespace
+        self.conf.read_from(source_reader(obj, self.namespace, silent), now=force)
+
+    def config_from_envvar(
+        self, variable_name: str, silent: bool = False, force: bool = False
+    ) -> bool:
+        """`config_from_object` with the module named by environment variable `variable_name`;
+        False if it is unset and `silent`, else ConfigError."""
+        module_name = os.environ.get(variable_name)
+        if not module_name:
+            if silent:
+                return False
+            raise ConfigError(
+                f"config_from_envvar: environment variable {variable_name!r} is not set; "
+                "set it to the name of a configuration module"
+            )
+        self.config_from_object(module_name, silent=silent, force=force)
+        return True
 
     @property
     def broker_url(self) -> str:
@@ -413,21 +422,21 @@ class App:
         return task_id, message
 
     def _send_defaults(self) -> SendDefaults:
-        """Settings every send reads, looked up again only after the configuration changed."""
+        """Settings every send reads, looked up again only after the configuration changed
+        (then checked: a client must not send what a refused setting would have changed)."""
         cached = self._defaults
         if cached is None or cached[0] != self.conf.version:
             conf = self.conf
-            cached = self._defaults = (
-                conf.version,
-                SendDefaults(
-                    default_queue=conf.task_default_queue,
-                    default_priority=conf.task_default_priority,
-                    delivery_mode=conf.task_default_delivery_mode,
-                    serializer=conf.task_serializer,
-                    compression=conf.task_compression,
-                    create_queues=bool(conf.task_create_missing_queues),
-                ),
+            check_refused(conf.explicit())  # reads a pending source first, which bumps version
+            defaults = SendDefaults(
+                default_queue=conf.task_default_queue,
+                default_priority=conf.task_default_priority,
+                delivery_mode=conf.task_default_delivery_mode,
+                serializer=conf.task_serializer,
+                compression=conf.task_compression,
+                create_queues=bool(conf.task_create_missing_queues),
             )
+            cached = self._defaults = (conf.version, defaults)
         return cached[1]
 
     def _result_channels(self, oid: str) -> tuple[QueueSpec | None, str | None]:
@@ -447,11 +456,6 @@ class App:
 
 def _scheme(url: str) -> str:
     return url.split(";", 1)[0].strip().split("://", 1)[0].lower()
-
-
-def _is_imported_callable(module: ModuleType, value: Any) -> bool:
-    """Functions and classes a config module imported are not settings."""
-    return callable(value) and getattr(value, "__module__", module.__name__) != module.__name__
 
 
 def _routers(routes: Any) -> list[Any]:

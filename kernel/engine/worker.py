@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from .. import catalog
+from ..client.accepted import unhonoured
+from ..client.conf import app_conf
 from ..client.config import CORE_SETTINGS
 from ..errors import PluginError, UsageError
 from ..lifecycle import Node
@@ -46,7 +48,8 @@ class Worker(Node):
             for key, value in (settings or {}).items():
                 conf[key] = value
         else:
-            conf = Settings(settings)
+            conf = app_conf()
+            conf.update(settings or {})
         conf.declare(CORE_SETTINGS)
         super().__init__(settings=conf, plugins=plugins, discover=discover)
 
@@ -81,9 +84,19 @@ class Worker(Node):
         return f"unknown {role} {value!r} ({key}); choose one of: {choices}"
 
     def prepare(self) -> None:
+        self._warn_unhonoured_settings()
         if self.app is not None:
             self._import_task_modules()
             self._warn_unhonoured_options()
+
+    def _warn_unhonoured_settings(self) -> None:
+        """One warning for the Celery settings given that nothing enabled here honours."""
+        found = unhonoured(self.settings, lambda name: self.pm.get_plugin(name) is not None)
+        if found:
+            log.warning(
+                "these Celery settings are accepted but not honoured here:%s",
+                "".join(f"\n  {key}: {note}" for key, note in found),
+            )
 
     def _import_task_modules(self) -> None:
         for module in [*self.settings.imports, *self.settings.include]:
