@@ -1,5 +1,5 @@
 """Celery's settings: every name known, what we do with each, and configuration read as Celery
-reads it (namespaces, old names, module paths, lazily)."""
+reads it (namespaces, old names, module paths, lazily); time zones."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import logging
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -25,6 +27,7 @@ from kernel.client.celery_settings import (
     REFUSED,
 )
 from kernel.client.config import CORE_SETTINGS
+from kernel.engine.storing import Results
 from kernel.manager import PluginManager
 from kernel.settings import declared_by
 
@@ -352,3 +355,61 @@ def test_an_app_configured_after_its_tasks_sends_with_its_configuration() -> Non
     add.delay(1, 2)
     assert [m["routing_key"] for m in sent.sent] == ["math", "other"]
     assert [m["properties"].get("priority") for m in sent.sent] == [3, None]
+
+
+# -- time zones -------------------------------------------------------------------------------
+def test_a_bad_timezone_is_refused_naming_the_setting() -> None:
+    app = App("proj", broker="memory://", backend="memory://", timezone="Mars/Olympus")
+    with pytest.raises(ConfigError, match="setting 'timezone': expected a time zone name"):
+        build(app)
+    recording(app)
+    with pytest.raises(ConfigError, match=r"setting 'timezone'.*'Mars/Olympus'"):
+        app.send_task("proj.add", (1, 2))
+
+
+def test_countdown_and_expires_are_given_in_the_apps_zone() -> None:
+    app = App("proj", timezone="Asia/Tokyo")
+    sent = recording(app)
+    before = datetime.now(timezone.utc)
+    app.send_task("proj.add", (1, 2), countdown=10, expires=60)
+    headers = sent.sent[-1]["headers"]
+    eta, expires = (datetime.fromisoformat(headers[k]) for k in ("eta", "expires"))
+    assert headers["eta"].endswith("+09:00") and headers["expires"].endswith("+09:00")
+    assert timedelta(seconds=9) < eta - before < timedelta(seconds=11)
+    assert timedelta(seconds=59) < expires - before < timedelta(seconds=61)
+    assert app.now().utcoffset() == timedelta(hours=9)
+
+
+def test_a_naive_eta_is_utc_whatever_the_zone_as_celery_workers_read_it() -> None:
+    # Celery 5.7 sends a naive eta as it is and its workers take it as UTC
+    # (celery/worker/request.py: maybe_make_aware(eta, tz), naive_as_utc by default)
+    app = App("proj", timezone="Asia/Tokyo", enable_utc=False)
+    sent = recording(app)
+    app.send_task("proj.add", (1, 2), eta=datetime(2030, 1, 1, 12, 0))
+    assert sent.sent[-1]["headers"]["eta"] == "2030-01-01T12:00:00+00:00"
+
+
+def test_without_a_timezone_enable_utc_false_means_this_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    assert App("proj").timezone == timezone.utc
+    assert App("proj", enable_utc=False).timezone == ZoneInfo("America/New_York")
+    assert App("proj", enable_utc=False, timezone="Asia/Tokyo").timezone == ZoneInfo("Asia/Tokyo")
+
+
+def test_date_done_is_given_in_the_apps_zone() -> None:
+    from kernel.wire.protocol import Request
+
+    class Metas:
+        stores_in_pool = False
+
+        def encode(self, meta: dict[str, Any]) -> dict[str, Any]:
+            return meta
+
+    request = Request(id="t1", name="proj.add")
+    metas: Any = Metas()  # encodes nothing: the meta itself comes back
+    tokyo: Any = Results(metas, "w@h", False, ZoneInfo("Asia/Tokyo")).encode(request, "SUCCESS", 3)
+    assert tokyo["date_done"].endswith("+09:00")
+    utc: Any = Results(metas, "w@h", False, timezone.utc).encode(request, "SUCCESS", 3)
+    assert utc["date_done"].endswith("+00:00")

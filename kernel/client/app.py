@@ -9,13 +9,13 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, NamedTuple, TypeVar, overload
 
 from ..errors import ConfigError, PluginError
 from ..manager import PluginManager
 from ..wire.backend import DisabledBackend
-from ..wire.protocol import NOTIFY_HEADER, Request, encode_body, new_id, task_message, utcnow
+from ..wire.protocol import NOTIFY_HEADER, Request, encode_body, new_id, task_message
 from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend
 from .accepted import check_refused
 from .canvas import as_signature_list
@@ -25,6 +25,7 @@ from .rates import parse_rate
 from .results import AsyncResult
 from .sources import source_reader
 from .task import Task as TaskBase
+from .zones import zone_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,6 +75,7 @@ class SendDefaults(NamedTuple):
     serializer: str
     compression: str | None
     create_queues: bool
+    zone: tzinfo  # countdown and expires are given in it, as Celery gives them
 
 
 class App:
@@ -145,6 +147,16 @@ class App:
             )
         self.config_from_object(module_name, silent=silent, force=force)
         return True
+
+    @property
+    def timezone(self) -> tzinfo:
+        """The zone this app's times are given in (`timezone`, else UTC, or this machine's
+        zone with ``enable_utc=False``), as Celery's ``app.timezone``."""
+        return self._send_defaults().zone
+
+    def now(self) -> datetime:
+        """The current time in the app's zone, as Celery's ``app.now()``."""
+        return datetime.now(self._send_defaults().zone)
 
     @property
     def broker_url(self) -> str:
@@ -361,7 +373,7 @@ class App:
         if options.get("countdown") is not None or (
             expires is not None and not isinstance(expires, datetime)
         ):
-            now = utcnow()
+            now = datetime.now(conf.zone)
             if options.get("countdown") is not None:
                 eta = now + timedelta(seconds=float(options["countdown"]))
             if expires is not None and not isinstance(expires, datetime):
@@ -435,6 +447,7 @@ class App:
                 serializer=conf.task_serializer,
                 compression=conf.task_compression,
                 create_queues=bool(conf.task_create_missing_queues),
+                zone=zone_of(conf),
             )
             cached = self._defaults = (conf.version, defaults)
         return cached[1]

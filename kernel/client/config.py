@@ -19,6 +19,7 @@ from ..settings import (
     to_str,
     to_str_list,
 )
+from .zones import to_timezone
 
 
 def to_seconds(value: Any) -> float:
@@ -148,8 +149,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
     _s("task_soft_time_limit", None, optional(to_time_limit), "soft time limit"),
     _s("task_default_rate_limit", None, to_rate, "rate limit for every task (plugin ratelimit)"),
-    _s("enable_utc", True, to_bool, "times in UTC"),
-    _s("timezone", "UTC", to_str, "the app's time zone"),
+    _s("enable_utc", True, to_bool, "without a timezone: UTC if true, else this machine's zone"),
+    _s("timezone", None, optional(to_timezone), "the zone times are given in ('Europe/Paris')"),
     # worker
     _s("worker_pool", None, optional(to_str), "the pool to run tasks in: pool.<name>"),
     _s("worker_concurrency", None, optional(at_least(1)), "pool slots (default: number of CPUs)"),

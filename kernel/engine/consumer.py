@@ -73,7 +73,8 @@ class Consumer:
         self.queues = queues
         self.accept = serialization.prepare_accept_content(app.conf.accept_content)
         self.policies = Policies()
-        self.results = Results(backend, worker.hostname, bool(app.conf.result_extended))
+        extended = bool(app.conf.result_extended)
+        self.results = Results(backend, worker.hostname, extended, app.timezone)
         self.executor = Executor(worker, app, self.results, self.policies)
         pm = worker.pm
         # per-task hooks cost a call each: made only if some plugin implements them

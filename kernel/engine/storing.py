@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..wire.meta import result_meta
@@ -29,11 +30,15 @@ class Results:
     Built once per worker; used in the consumer's thread and, for a task whose result is
     stored where it ran, in pool slots (threads or prefork children) too."""
 
-    def __init__(self, backend: ResultBackend, hostname: str, extended: bool) -> None:
+    def __init__(
+        self, backend: ResultBackend, hostname: str, extended: bool, zone: tzinfo | None = None
+    ) -> None:
         self.backend = backend
         self.hostname = hostname
         self.extended = extended
         self.in_pool = backend.stores_in_pool
+        # date_done is given in the app's zone, as Celery gives it (UTC: the meta's default)
+        self.zone = None if zone is None or zone is timezone.utc else zone
 
     def encode(
         self,
@@ -46,6 +51,7 @@ class Results:
         """The meta of `request` in `state` with `value`, encoded; raises what the serializer
         raises for a value it refuses."""
         request.hostname = self.hostname
+        zone = self.zone
         meta = result_meta(
             request.id or "",
             state,
@@ -54,6 +60,7 @@ class Results:
             children=children,
             request=request,
             extended=self.extended,
+            date_done=datetime.now(zone) if zone is not None else None,
         )
         return self.backend.encode(meta)
 
