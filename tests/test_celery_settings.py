@@ -208,6 +208,25 @@ def test_an_unknown_key_is_still_an_error_with_a_did_you_mean() -> None:
         build(app)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("task_protocol", 1, "expected 2 (protocol 1 is read but not sent), got 1"),
+        ("enable_utc", "maybe", "expected true or false, got 'maybe'"),
+        ("task_compression", "rar", "expected one of zlib, bzip2, gzip, lzma, brotli, zstd"),
+        ("task_default_delivery_mode", 3, "expected 1, 2, 'transient' or 'persistent', got 3"),
+        ("timezone", "Mars/Olympus", "expected a time zone name such as 'Europe/Paris' or 'UTC'"),
+    ],
+)
+def test_a_bad_value_names_the_setting_and_the_allowed_values(
+    key: str, value: Any, allowed: str
+) -> None:
+    app = App("proj", broker="memory://", backend="memory://", **{key: value})
+    with pytest.raises(ConfigError) as caught:
+        build(app)
+    assert str(caught.value).startswith(f"setting {key!r}: {allowed}")
+
+
 def test_celery_names_read_as_celerys_defaults_each_app_its_own() -> None:
     one, two = App("one"), App("two")
     assert one.conf.beat_schedule == {} and one.conf.worker_send_task_events is False

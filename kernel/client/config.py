@@ -74,6 +74,18 @@ def to_delivery_mode(value: Any) -> int:
     return number
 
 
+def to_protocol(value: Any) -> int:
+    """`task_protocol`: 2, the one we send (protocol 1 messages are read, never sent: a worker
+    that only reads 1 would not understand ours)."""
+    try:
+        number = to_int(value)
+    except ValueError:
+        number = None
+    if number != 2:
+        raise ValueError(f"expected 2 (protocol 1 is read but not sent), got {value!r}")
+    return number
+
+
 def to_rate(value: Any) -> Any:
     """A rate limit as written (`10/s`, `100/m`, `1000/h`, a number), checked at start-up."""
     from .rates import parse_rate
@@ -118,7 +130,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     _s("task_serializer", "json", one_of(*SERIALIZERS), "how task messages are serialized"),
     _s("accept_content", ["json"], to_str_list, "content types a worker accepts"),
     _s("task_compression", None, optional(one_of(*COMPRESSIONS)), "compress task messages"),
-    _s("task_protocol", 2, to_int, "message protocol sent (2; 1 is accepted on input)"),
+    _s("task_protocol", 2, to_protocol, "message protocol sent (2; 1 is accepted on input)"),
     _s("task_default_queue", "celery", to_str, "queue for tasks with no route"),
     _s("task_default_priority", None, optional(to_priority), "priority when none is given"),
     _s("task_queue_max_priority", None, optional(to_priority), "RabbitMQ x-max-priority of queues"),
