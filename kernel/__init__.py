@@ -9,6 +9,11 @@ from typing import TYPE_CHECKING, Any
 # green-thread pool can monkey-patch the standard library before anything else is loaded.
 _EXPORTS = {
     "App": ".client.app",
+    "Celery": ".client.app",
+    "current_app": ".client.shared",
+    "current_task": ".client.shared",
+    "shared_task": ".client.shared",
+    "signature": ".client.shared",
     "AsyncResult": ".client.results",
     "ConfigError": ".errors",
     "CycleError": ".errors",
@@ -37,6 +42,7 @@ _EXPORTS = {
 __all__ = [
     "App",
     "AsyncResult",
+    "Celery",
     "ConfigError",
     "CycleError",
     "DuplicateProviderError",
@@ -57,8 +63,12 @@ __all__ = [
     "Task",
     "UsageError",
     "Worker",
+    "current_app",
+    "current_task",
     "hookimpl",
     "setting",
+    "shared_task",
+    "signature",
 ]
 
 
@@ -73,9 +83,10 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .bootsteps import ServiceKey, Services, Step
-    from .client.app import App
+    from .client.app import App, Celery
     from .client.canvas import Signature
     from .client.results import AsyncResult, EagerResult
+    from .client.shared import current_app, current_task, shared_task, signature
     from .client.task import Task
     from .engine.worker import Worker
     from .errors import (

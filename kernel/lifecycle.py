@@ -72,8 +72,12 @@ class Node:
     # -- building ---------------------------------------------------------------------------
     @property
     def hostname(self) -> str:
-        name = self.settings.get("worker_hostname") or "kernel@%h"
-        return str(name).replace("%h", socket.gethostname())
+        """The node name; in `worker_hostname`, as in Celery, %h is this host's full name,
+        %n its name without the domain, %d the domain."""
+        host = socket.gethostname()
+        name, _, domain = host.partition(".")
+        pattern = str(self.settings.get("worker_hostname") or "kernel@%h")
+        return pattern.replace("%h", host).replace("%n", name).replace("%d", domain)
 
     @property
     def built(self) -> bool:

@@ -415,3 +415,12 @@ def test_the_cores_steps_are_plugins_a_user_can_replace(tmp_path: Any, make_work
     worker.start()
     assert seen == ["EmbeddedBroker"] and CONSUMER not in worker.services
     worker.stop()
+
+
+def test_hostname_expands_percent_h_n_and_d(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "box7.example.org")
+    worker = Worker(settings={"worker_hostname": "w1@%h|%n|%d"})
+    assert worker.hostname == "w1@box7.example.org|box7|example.org"
+    assert Worker().hostname == "kernel@box7.example.org"

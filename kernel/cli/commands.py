@@ -133,7 +133,12 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="Q1,Q2",
             help="Queues to consume (default: the default queue).",
         ),
-        click.option("-n", "--hostname", default=None, help="Node name (%h: this host)."),
+        click.option(
+            "-n",
+            "--hostname",
+            default=None,
+            help="Node name (%h: this host, %n: its name, %d: its domain).",
+        ),
         click.option(
             "-l",
             "--loglevel",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import os
 import re
 import socket
@@ -17,10 +18,12 @@ from ..manager import PluginManager
 from ..wire.backend import DisabledBackend
 from ..wire.protocol import NOTIFY_HEADER, Request, encode_body, new_id, task_message
 from ..wire.transport import Broker, Outgoing, QueueSpec, ResultBackend
+from . import current
 from .accepted import check_refused
 from .canvas import as_signature_list
 from .conf import app_conf
 from .config import check_time_limits
+from .discovery import discovered_modules, import_task_module
 from .rates import parse_rate
 from .results import AsyncResult
 from .sources import source_reader
@@ -94,9 +97,13 @@ class App:
         broker: str | None = None,
         backend: str | None = None,
         config_source: Any = None,
+        task_cls: type[TaskBase] | str | None = None,
+        set_as_current: bool = True,
         **settings: Any,
     ) -> None:
         self.main = main
+        if task_cls is not None:  # every task of this app derives from it (Celery's task_cls)
+            self.Task = _import_class(task_cls, TaskBase, "task_cls")
         self.namespace: str | None = None  # the prefix of setting names in config sources
         self.conf = app_conf()
         if config_source is not None:
@@ -115,6 +122,33 @@ class App:
         self._local = threading.local()
         self._origin: tuple[int, str] = (0, "")
         self._defaults: tuple[int, SendDefaults] | None = None
+        self._discover: list[tuple[Any, str]] = []  # autodiscover_tasks, done at finalize()
+        if set_as_current:
+            current.add_app(self)  # shared tasks are registered on it here
+
+    def set_current(self) -> None:
+        """Make this the app that `current_app` and shared tasks mean, in this thread."""
+        current.set_current(self)
+
+    def autodiscover_tasks(
+        self,
+        packages: Any = None,
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> None:
+        """Import `<package>.<related_name>` for each package when the app is finalized (a
+        worker starting, or `finalize()`), or now with `force`. `packages` is a list, a
+        callable returning one (called then), or None: Django's installed apps."""
+        self._discover.append((packages, related_name))
+        if force:
+            self.finalize()
+
+    def finalize(self) -> None:
+        """Import the task modules `autodiscover_tasks` asked for (each once)."""
+        pending, self._discover = self._discover, []
+        for packages, related_name in pending:
+            for module in discovered_modules(packages, related_name):
+                import_task_module(module)
 
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'}: {len(self.tasks)} tasks>"
@@ -465,6 +499,26 @@ class App:
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id, self)
+
+
+Celery = App  # the name a Celery project knows the app by
+
+
+def _import_class(spec: type[TaskBase] | str, base: type[TaskBase], what: str) -> type[TaskBase]:
+    """A class given as itself or as "module:Class" (or "module.Class"), derived from `base`."""
+    if isinstance(spec, str):
+        module, sep, name = spec.partition(":")
+        if not sep:
+            module, _, name = spec.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{what} {spec!r} cannot be imported: {exc}") from None
+    else:
+        found = spec
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ValueError(f"{what} {spec!r} is not a subclass of {base.__qualname__}")
+    return found
 
 
 def _scheme(url: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -11,7 +10,8 @@ from .. import catalog
 from ..client.accepted import unhonoured
 from ..client.conf import app_conf
 from ..client.config import CORE_SETTINGS
-from ..errors import PluginError, UsageError
+from ..client.discovery import import_task_module
+from ..errors import PluginError
 from ..lifecycle import Node
 from ..settings import Settings
 from ..wire.urls import safe_url
@@ -100,13 +100,8 @@ class Worker(Node):
 
     def _import_task_modules(self) -> None:
         for module in [*self.settings.imports, *self.settings.include]:
-            try:
-                importlib.import_module(module)
-            except Exception as exc:
-                raise UsageError(
-                    f"cannot import {module!r} (from the imports setting): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
+            import_task_module(module)
+        self.app.finalize()  # what autodiscover_tasks asked for
 
     def _warn_unhonoured_options(self) -> None:
         honoured = {opt for found in self.pm.hook.kernel_task_options() for opt in found or ()}

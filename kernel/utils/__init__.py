@@ -1,0 +1,1 @@
+"""Helpers under the names a Celery project imports them by (`celery.utils.log`)."""
