@@ -22,15 +22,13 @@ def placeholders(honoured: set[str]) -> list[Setting]:
     """Declarations for Celery's names outside `honoured` (the keys the core declares), each
     with Celery's default (a fresh copy: an app may change a default dict in place)."""
     return [
-        Setting(
-            name, copy.deepcopy(known.default), _converter(name, known), known.note, CELERY_OWNER
-        )
+        Setting(name, copy.deepcopy(known.default), _converter(known), known.note, CELERY_OWNER)
         for name, known in CELERY_SETTINGS.items()
         if name not in honoured
     ]
 
 
-def _converter(name: str, known: Known) -> Converter:
+def _converter(known: Known) -> Converter:
     if known.what != REFUSED:
         return identity  # a value we do not use is not ours to judge
 

@@ -149,9 +149,8 @@ def _refuse_mixed(items: Mapping[str, Any], old: set[str], new: set[str]) -> Non
 
 
 def _stray_message(key: str) -> str:
-    new = key.lower().split("_", 1)[1]
-    if new in CELERY_SETTINGS:
-        return f"not a setting without a namespace; with namespace='CELERY' it is {new}"
+    if key.startswith("CELERY_") and key[7:].lower() in CELERY_SETTINGS:
+        return f"not a setting without a namespace; with namespace='CELERY' it is {key[7:].lower()}"
     close = difflib.get_close_matches(key, list(OLD_NAMES), n=3)
     if close:
         return "unknown setting; did you mean " + " or ".join(repr(c) for c in close) + "?"
