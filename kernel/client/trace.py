@@ -177,7 +177,16 @@ def apply_eagerly(
         callbacks=as_signature_list(link, app),
         errbacks=as_signature_list(link_error, app),
         hostname=app.origin,
-        delivery_info={"is_eager": True},
+        # as Celery fills an eager request in: the task's own limits, the options it was given
+        timelimit=(task.time_limit, task.soft_time_limit),
+        ignore_result=bool(options.get("ignore_result", False)),
+        headers=dict(options.get("headers") or {}),
+        delivery_info={
+            "is_eager": True,
+            "exchange": options.get("exchange"),
+            "routing_key": options.get("routing_key"),
+            "priority": options.get("priority"),
+        },
     )
     traced = trace(task, request, call_task)
     if traced.state == RETRY:

@@ -71,6 +71,7 @@ class Consumer:
     ) -> None:
         self.worker, self.app, self.broker, self.pool = worker, app, broker, pool
         self.queues = queues
+        self.hostname = worker.hostname
         self.accept = serialization.prepare_accept_content(app.conf.accept_content)
         self.policies = Policies()
         extended = bool(app.conf.result_extended)
@@ -204,6 +205,7 @@ class Consumer:
         except InvalidTaskError as exc:
             self._refuse(message, str(exc))
             return
+        request.hostname = self.hostname  # the task reads where it runs (task.request.hostname)
         task = self.app.tasks.get(request.name)
         if task is None:
             self._refuse(message, f"unknown task {request.name!r}", request)

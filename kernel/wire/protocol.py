@@ -68,7 +68,12 @@ def safe_repr(value: Any, limit: int = REPR_MAX) -> str:
 
 @attrs.define(slots=True, kw_only=True, eq=False)
 class Request:
-    """One task invocation, as decoded from a message (also `task.request` while it runs)."""
+    """One task invocation, as decoded from a message (also `task.request` while it runs).
+
+    Its names are those of Celery's request context (`task.request`), so task code reads
+    alike on both: `task` is the task's name, `properties` the message properties as received.
+    `headers` holds every header of the message, where Celery's keeps only the custom ones
+    (its own are fields here too): a superset, and no per-message filtering."""
 
     id: str | None = None
     name: str = ""
@@ -96,6 +101,7 @@ class Request:
     priority: int | None = None
     delivery_info: dict[str, Any] = attrs.Factory(dict)
     headers: dict[str, Any] = attrs.Factory(dict)
+    properties: dict[str, Any] = attrs.Factory(dict)
     stamps: dict[str, Any] = attrs.Factory(dict)
     stamped_headers: list[str] | None = None
     replaced_task_nesting: int = 0
@@ -110,6 +116,31 @@ class Request:
     def redelivered(self) -> bool:
         return bool(self.delivery_info.get("redelivered") or self.headers.get("redelivered"))
 
+    # Celery's other names for what the fields hold (read-only views, nothing more to pickle)
+    @property
+    def task(self) -> str:
+        """The task's name, from the message's `task` header."""
+        return self.name
+
+    @property
+    def taskset(self) -> str | None:
+        """The group id under its old (protocol 1) name."""
+        return self.group
+
+    @property
+    def time_limit(self) -> float | None:
+        """The hard time limit the message asked for (seconds), or None."""
+        return self.timelimit[0]
+
+    @property
+    def soft_time_limit(self) -> float | None:
+        """The soft time limit the message asked for (seconds), or None."""
+        return self.timelimit[1]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """`request.get("retries", 0)`, as on Celery's request context."""
+        return getattr(self, key, default)
+
     def __reduce__(self) -> tuple[Any, tuple[tuple[Any, ...]]]:
         # a tuple of values, not a dict of names: a request is pickled for every task a prefork
         # child runs, and this halves its size and the parent's CPU for it
@@ -118,12 +149,15 @@ class Request:
 
 _REQUEST_FIELDS = tuple(field.name for field in attrs.fields(Request))
 _request_values = operator.attrgetter(*_REQUEST_FIELDS)
+# each slot's own setter: calling it skips the attribute lookup `setattr` makes per field,
+# which halves the time a prefork child takes to rebuild a request
+_REQUEST_SETTERS = tuple(Request.__dict__[name].__set__ for name in _REQUEST_FIELDS)
 
 
 def _rebuild_request(values: tuple[Any, ...]) -> Request:
     request = object.__new__(Request)
-    for name, value in zip(_REQUEST_FIELDS, values, strict=True):
-        object.__setattr__(request, name, value)
+    for set_slot, value in zip(_REQUEST_SETTERS, values, strict=True):
+        set_slot(request, value)
     return request
 
 
@@ -287,6 +321,7 @@ def decode_request(
     else:
         request = _from_v1(payload)
     request.headers = dict(headers)
+    request.properties = properties if isinstance(properties, dict) else dict(properties)
     request.reply_to = properties.get("reply_to")
     request.correlation_id = properties.get("correlation_id") or request.id
     request.priority = properties.get("priority")
