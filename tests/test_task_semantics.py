@@ -1,9 +1,10 @@
-"""Task semantics as Celery has them, on a real worker: the request's fields (solo,
-threads and prefork pools)."""
+"""Task semantics as Celery has them, on a real worker: `__call__` overrides, `before_start`
+and the request's fields (solo, threads and prefork pools)."""
 
 from __future__ import annotations
 
 import pickle
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,34 @@ from kernel.testing.helpers import require_server
 from kernel.wire.protocol import decode_request, task_message
 
 POOLS = ["solo", "threads", "prefork"]
+
+
+# what a Flask app context does for its tasks: something the task body can only see inside it
+context = threading.local()
+
+
+class ContextTask(Task):
+    """The Flask pattern: every run inside a context the override opens."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        context.entered = (self.request.id, self.request.called_directly)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            context.entered = None
+
+
+class StartingTask(Task):
+    """Records what `before_start` was given, for the run to report."""
+
+    def before_start(self, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        context.before = (task_id, list(args), dict(kwargs), getattr(context, "entered", None))
+        if kwargs.get("refuse"):
+            raise PermissionError("not today")
+
+
+class Both(StartingTask, ContextTask):
+    pass
 
 
 REDIS = ("Redis", "127.0.0.1", 6379)
@@ -59,6 +88,114 @@ def run_worker() -> Iterator[Any]:
     yield start
     for worker in workers:
         worker.stop()
+
+
+# -- the worker calls the task through Task.__call__ ----------------------------------------
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_an_overridden_call_runs_around_the_task_with_the_real_request(
+    app: App, run_worker: Any, pool: str
+) -> None:
+    @app.task(base=ContextTask, bind=True)
+    def inside(self: Task, x: int) -> Any:
+        request = self.request
+        return [context.entered, request.id, request.called_directly, request.task, x]
+
+    @app.task(bind=True)
+    def plain(self: Task) -> Any:
+        return [getattr(context, "entered", None), self.request.called_directly]
+
+    run_worker(app, pool)
+    result = inside.delay(7)
+    assert result.get(timeout=20) == [[result.id, False], result.id, False, inside.name, 7]
+    assert plain.delay().get(timeout=20) == [None, False]  # no override: run() alone
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_autoretry_and_errbacks_work_through_an_overridden_call(
+    app: App, run_worker: Any, pool: str
+) -> None:
+    @app.task(
+        base=ContextTask,
+        bind=True,
+        autoretry_for=(KeyError,),
+        # not 0: a retry that ends before the worker stores the RETRY before it (batched)
+        # has that stale RETRY overwrite its result, a race older than this test
+        retry_kwargs={"countdown": 0.3},
+        max_retries=3,
+    )
+    def flaky(self: Task, fail_times: int) -> Any:
+        if self.request.retries < fail_times:
+            raise KeyError(f"attempt {self.request.retries}")
+        return [self.request.retries, context.entered[0] == self.request.id]
+
+    @app.task(base=ContextTask)
+    def broken() -> None:
+        raise ValueError("broken inside the context")
+
+    @app.task(bind=True)
+    def errback(self: Task, failed_id: str) -> str:
+        return f"{failed_id} failed"
+
+    run_worker(app, pool)
+    assert flaky.delay(2).get(timeout=20) == [2, True]
+    spent = flaky.delay(5)
+    with pytest.raises(KeyError, match="attempt 3"):
+        spent.get(timeout=20)
+    handled = str(uuid.uuid4())
+    failing = broken.apply_async(link_error=errback.s().set(task_id=handled))
+    with pytest.raises(ValueError, match="broken inside the context"):
+        failing.get(timeout=20)
+    assert app.AsyncResult(handled).get(timeout=20) == f"{failing.id} failed"
+
+
+def test_a_direct_call_inside_a_run_is_a_direct_call(app: App) -> None:
+    @app.task(base=ContextTask, bind=True)
+    def countdown(self: Task, n: int) -> Any:
+        if n:
+            return [*countdown(n - 1), [self.request.called_directly, self.request.id]]
+        return [[self.request.called_directly, self.request.id]]
+
+    assert countdown.apply((1,), task_id="outer").get() == [[True, None], [False, "outer"]]
+    assert countdown(0) == [[True, None]]  # called directly from outside any run
+
+
+def test_the_call_path_is_decided_once_per_class() -> None:
+    app = App("classes", broker="memory://", backend="memory://classes", set_as_current=False)
+    plain = app.task(name="plain")(lambda: None)
+    wrapped = app.task(base=ContextTask, name="wrapped")(lambda: None)
+    starting = app.task(base=StartingTask, name="starting")(lambda: None)
+    assert plain.calls_run and not wrapped.calls_run and not starting.calls_run
+    assert Task.calls_run and not Both.calls_run
+
+
+# -- before_start ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_before_start_is_called_before_the_task_and_its_failure_fails_it(
+    app: App, run_worker: Any, pool: str
+) -> None:
+    @app.task(base=Both, bind=True)
+    def job(self: Task, x: int, refuse: bool = False) -> Any:
+        return context.before
+
+    run_worker(app, pool)
+    result = job.delay(3)
+    # called with the id and arguments, before the overridden __call__ opened its context
+    assert result.get(timeout=20) == [result.id, [3], {}, None]
+    refused = job.delay(4, refuse=True)
+    with pytest.raises(PermissionError, match="not today"):
+        refused.get(timeout=20)
+
+
+def test_before_start_runs_for_eager_runs_too(app: App) -> None:
+    @app.task(base=StartingTask, bind=True)
+    def job(self: Task, x: int) -> Any:
+        return context.before
+
+    assert job.apply((1,), {}, task_id="eager-id").get() == ("eager-id", [1], {}, None)
 
 
 # -- the request's fields ---------------------------------------------------------------------

@@ -95,6 +95,14 @@ class Task:
         }
     )
 
+    # Whether the worker calls run() itself (the class overrides neither __call__ nor
+    # before_start), worked out once per class: a task that needs neither pays nothing for them
+    calls_run: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.calls_run = cls.__call__ is Task.__call__ and cls.before_start is Task.before_start
+
     def __init__(self) -> None:
         self._stack = threading.local()
 
@@ -106,11 +114,28 @@ class Task:
         raise NotImplementedError(f"task {self.name!r} has no run()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task here. Called by the worker (through a subclass's override) to run the
+        request it pushed; called by anyone else, a direct call with a request of its own."""
+        local = self._stack
+        if getattr(local, "entered", False):
+            local.entered = False  # once: the task calling itself inside run() is a direct call
+            return self.run(*args, **kwargs)
         self.push_request(Request(args=list(args), kwargs=kwargs, called_directly=True))
         try:
             return self.run(*args, **kwargs)
         finally:
             self.pop_request()
+
+    def call_as_worker(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call the task through its own `__call__` for the request already pushed (the
+        worker's, or an eager one): an override runs around run(), and `self.request` inside
+        both stays that request."""
+        local = self._stack
+        local.entered = True
+        try:
+            return self(*args, **kwargs)
+        finally:
+            local.entered = False  # an override that never reached Task.__call__
 
     def push_request(self, request: Request) -> None:
         stack = getattr(self._stack, "items", None)
@@ -331,6 +356,9 @@ class Task:
         return self.app.AsyncResult(task_id)
 
     # -- handlers a subclass (``base=``) may override -------------------------------------
+    def before_start(self, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Called in the worker just before the task runs (its failure fails the task)."""
+
     def on_success(
         self, retval: Any, task_id: str, args: list[Any], kwargs: dict[str, Any]
     ) -> None:

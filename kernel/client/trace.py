@@ -133,7 +133,10 @@ def _result_tuple(result: Any) -> list[Any]:
 
 
 def call_task(task: Task, request: Request) -> Any:
-    """Call the task's function, turning `autoretry_for` exceptions into retries."""
+    """Call the task's function, turning `autoretry_for` exceptions into retries; through
+    `before_start` and the class's own `__call__` when it has them."""
+    if not task.calls_run:
+        return _call_through(task, request)
     if not task.autoretry_for:
         return task.run(*request.args, **request.kwargs)
     try:
@@ -141,12 +144,37 @@ def call_task(task: Task, request: Request) -> Any:
     except Retry:
         raise
     except Exception as exc:
-        if not isinstance(exc, task.autoretry_for) or isinstance(exc, task.dont_autoretry_for):
+        if not _autoretries(task, exc):
             raise
-        options = dict(task.retry_kwargs)
-        if task.retry_backoff:
-            options.setdefault("countdown", task.backoff_countdown(request.retries))
-        raise task.retry(exc=exc, **options) from exc
+        raise _retry(task, request, exc) from exc
+
+
+def _call_through(task: Task, request: Request) -> Any:
+    """`before_start`, then the task through its `__call__`, as Celery's worker calls a task
+    class that overrides either; autoretry is around the call, not around `before_start`."""
+    args, kwargs = request.args, request.kwargs
+    task.before_start(request.id or "", args, kwargs)
+    try:
+        return task.call_as_worker(args, kwargs)
+    except Retry:
+        raise
+    except Exception as exc:
+        if not _autoretries(task, exc):
+            raise
+        raise _retry(task, request, exc) from exc
+
+
+def _autoretries(task: Task, exc: Exception) -> bool:
+    return isinstance(exc, task.autoretry_for) and not isinstance(exc, task.dont_autoretry_for)
+
+
+def _retry(task: Task, request: Request, exc: Exception) -> Retry:
+    """Send the retry `autoretry_for` asks for (`task.retry` raises Retry, or the exception
+    once retries are spent)."""
+    options = dict(task.retry_kwargs)
+    if task.retry_backoff:
+        options.setdefault("countdown", task.backoff_countdown(request.retries))
+    return task.retry(exc=exc, **options)
 
 
 def apply_eagerly(
