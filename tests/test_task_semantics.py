@@ -1,10 +1,11 @@
-"""Task semantics as Celery has them, on a real worker: `__call__` overrides, `before_start`
-and the request's fields (solo, threads and prefork pools)."""
+"""Task semantics as Celery has them, on a real worker: `__call__` overrides, `before_start`,
+`update_state` and the request's fields (solo, threads and prefork pools)."""
 
 from __future__ import annotations
 
 import pickle
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from kernel import App, Task, Worker
-from kernel.testing.helpers import require_server
+from kernel.testing.helpers import require_server, wait_until
+from kernel.testing.processes import WorkerProcess
 from kernel.wire.protocol import decode_request, task_message
 
 POOLS = ["solo", "threads", "prefork"]
@@ -196,6 +198,154 @@ def test_before_start_runs_for_eager_runs_too(app: App) -> None:
         return context.before
 
     assert job.apply((1,), {}, task_id="eager-id").get() == ("eager-id", [1], {}, None)
+
+
+# -- update_state ------------------------------------------------------------------------------
+
+
+def _progress_task(app: App, gate: Path) -> Task:
+    @app.task(bind=True)
+    def long_job(self: Task, total: int) -> str:
+        self.update_state(state="PROGRESS", meta={"current": 3, "total": total})
+        assert wait_until(gate.exists, timeout=20)
+        return "done"
+
+    return long_job
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_update_state_is_read_by_clients_while_the_task_runs(
+    app: App, run_worker: Any, pool: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    long_job = _progress_task(app, gate)
+    run_worker(app, pool)
+    result = long_job.delay(10)
+    assert wait_until(lambda: result.state == "PROGRESS", timeout=20), result.state
+    assert result.info == {"current": 3, "total": 10}
+    assert not result.ready()
+    # another client, with its own connection to the backend, reads the same
+    other = App("other", broker=app.broker_url, backend=app.backend_url, set_as_current=False)
+    try:
+        assert other.AsyncResult(result.id).info == {"current": 3, "total": 10}
+    finally:
+        other.close()
+    gate.touch()
+    assert result.get(timeout=20) == "done"
+    assert result.state == "SUCCESS"  # the same handle: the custom state was not kept
+
+
+def test_update_state_in_an_eager_run_stores_through_the_app_as_celery_does(app: App) -> None:
+    @app.task(bind=True)
+    def job(self: Task) -> str:
+        self.update_state(state="PROGRESS", meta={"current": 1})
+        # another task's state, by id
+        self.update_state(task_id="someone-else", state="CHECKED", meta=[1, 2])
+        return "ok"
+
+    assert job.apply(task_id="eager-progress").get() == "ok"
+    # an eager run stores nothing of its own end: what it reported stays
+    assert app.AsyncResult("eager-progress").state == "PROGRESS"
+    assert app.AsyncResult("eager-progress").info == {"current": 1}
+    assert app.AsyncResult("someone-else").info == [1, 2]
+    assert app.backend.get("someone-else")["task_id"] == "someone-else"  # type: ignore[index]
+
+
+def test_update_state_needs_a_state_and_a_direct_call_stores_nothing(app: App) -> None:
+    @app.task(bind=True)
+    def job(self: Task, state: str | None) -> str:
+        self.update_state(state=state, meta={"x": 1})
+        return "ran"
+
+    assert job("PROGRESS") == "ran"  # called directly: no id to store under
+    with pytest.raises(ValueError, match="needs a state"):
+        job.apply((None,), throw=True)
+
+
+def test_update_state_keeps_the_worker_fields_of_an_extended_result(
+    app: App, run_worker: Any, tmp_path: Path
+) -> None:
+    app.conf.result_extended = True
+    gate = tmp_path / "gate"
+    long_job = _progress_task(app, gate)
+    worker = run_worker(app, "threads")
+    result = long_job.delay(4)
+    assert wait_until(lambda: result.state == "PROGRESS", timeout=20)
+    meta = app.backend.get(result.id)
+    gate.touch()
+    assert meta is not None
+    assert meta["name"] == long_job.name and meta["args"] == [4]
+    assert meta["worker"] == worker.hostname and meta["date_done"] is None
+    assert result.get(timeout=20) == "done"
+
+
+def test_slow_progress_is_seen_step_by_step(app: App, run_worker: Any) -> None:
+    """Several updates in a row: each is visible, in order, while the task runs."""
+
+    @app.task(bind=True)
+    def steps(self: Task, n: int) -> int:
+        for i in range(1, n + 1):
+            self.update_state(state="PROGRESS", meta={"current": i, "total": n})
+            time.sleep(0.15)
+        return n
+
+    run_worker(app)
+    result = steps.delay(5)
+    seen: list[int] = []
+    while not result.ready():
+        info = result.info
+        if result.state == "PROGRESS" and isinstance(info, dict):
+            if not seen or seen[-1] != info["current"]:
+                seen.append(info["current"])
+        time.sleep(0.01)
+    assert result.get(timeout=20) == 5
+    assert seen == sorted(seen) and len(seen) >= 3, seen
+
+
+PROGRESS_PROJECT = """
+import time
+from kernel import App
+
+app = App("proj", broker={url!r}, backend={url!r}, task_default_queue={queue!r})
+
+
+@app.task(name="proj.crunch", bind=True)
+def crunch(self, total, pause):
+    for i in range(1, total + 1):
+        time.sleep(pause)
+        self.update_state(state="PROGRESS", meta={{"current": i, "total": total}})
+    return {{"done": total, "pid": __import__("os").getpid()}}
+"""
+
+
+def test_progress_reported_in_a_prefork_child_is_read_by_another_process(tmp_path: Path) -> None:
+    """`kernel start --pool prefork` on Redis in its own process; this process, a client that
+    never imported the task, polls the progress of a long task."""
+    require_server(*REDIS)
+    queue = f"kt-progress-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "proj.py").write_text(PROGRESS_PROJECT.format(url=REDIS_URL, queue=queue))
+    worker = WorkerProcess("-A", "proj:app", "--pool", "prefork", "-c", "2", cwd=tmp_path)
+    client = App("client", broker=REDIS_URL, backend=REDIS_URL, set_as_current=False)
+    try:
+        worker.wait_for(" ready", timeout=30)
+        result = client.send_task("proj.crunch", [5, 0.2], queue=queue)
+        seen: list[dict[str, int]] = []
+        deadline = time.monotonic() + 30
+        while not result.ready() and time.monotonic() < deadline:
+            state, info = result.state, result.info  # each a fresh read: nothing is cached
+            if state == "PROGRESS" and isinstance(info, dict) and "current" in info:
+                if not seen or seen[-1] != info:
+                    seen.append(info)
+            time.sleep(0.02)
+        final = result.get(timeout=30)
+        assert final["done"] == 5 and final["pid"] != worker.pid  # ran in a child
+        currents = [info["current"] for info in seen]
+        assert currents == sorted(currents) and len(currents) >= 3, seen
+        assert all(info["total"] == 5 for info in seen)
+        assert result.state == "SUCCESS"
+    finally:
+        client.close()
+        assert worker.stop() == 0, worker.log
 
 
 # -- the request's fields ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from ..wire.exceptions import MaxRetriesExceededError, Retry
 from ..wire.protocol import Request, utcnow
 from .arguments import ARITIES, signature_of
 from .canvas import Signature
+from .progress import store_state
 from .trace import apply_eagerly
 
 if TYPE_CHECKING:
@@ -331,6 +332,25 @@ class Task:
             serializer=self.option("serializer"),
             **options,
         )
+
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Any = None,
+        *,
+        traceback: str | None = None,
+    ) -> None:
+        """Store a state of this run now, e.g. ``update_state(state="PROGRESS",
+        meta={"current": 3, "total": 10})``: `AsyncResult(id).state` and `.info` (the meta)
+        read it from any client while the task runs. `task_id` defaults to the running
+        task's; a task called directly has none, and nothing is stored."""
+        if state is None:
+            raise ValueError("update_state() needs a state, e.g. state='PROGRESS'")
+        request = self.request
+        task_id = task_id or request.id
+        if task_id is not None:
+            store_state(self.app, request, task_id, state, meta, traceback)
 
     def backoff_countdown(self, retries: int) -> float:
         """Seconds before retry number `retries + 1` under `retry_backoff`/`retry_jitter`."""
