@@ -1,5 +1,5 @@
 """Task semantics as Celery has them, on a real worker: `__call__` overrides, `before_start`,
-`update_state` and the request's fields (solo, threads and prefork pools)."""
+`update_state`, `replace`, and the request's fields (solo, threads and prefork pools)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from kernel import App, Task, Worker
+from kernel import App, Signature, Task, Worker
 from kernel.testing.helpers import require_server, wait_until
 from kernel.testing.processes import WorkerProcess
+from kernel.wire.exceptions import Ignore
 from kernel.wire.protocol import decode_request, task_message
 
 POOLS = ["solo", "threads", "prefork"]
@@ -346,6 +347,148 @@ def test_progress_reported_in_a_prefork_child_is_read_by_another_process(tmp_pat
     finally:
         client.close()
         assert worker.stop() == 0, worker.log
+
+
+# -- replace ------------------------------------------------------------------------------------
+
+
+def _replacing_tasks(app: App) -> tuple[Task, Task]:
+    """`host` replaces itself by `target` (after `times - 1` replacements by itself)."""
+
+    @app.task(bind=True)
+    def target(self: Task, x: int) -> Any:
+        request = self.request
+        return [x * 10, request.id, request.replaced_task_nesting, request.root_id]
+
+    @app.task(bind=True)
+    def host(self: Task, x: int, times: int = 1) -> Any:
+        if times > 1:
+            return self.replace(host.s(x, times - 1))
+        return self.replace(target.s(x))
+
+    @app.task
+    def record(value: Any) -> Any:
+        return ["recorded", value]
+
+    return host, record
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_a_replaced_task_hands_its_id_to_the_replacement(
+    app: App, run_worker: Any, pool: str
+) -> None:
+    host, _ = _replacing_tasks(app)
+    run_worker(app, pool)
+    result = host.delay(4)
+    assert result.get(timeout=20) == [40, result.id, 1, result.id]
+    assert result.state == "SUCCESS"
+    twice = host.delay(5, times=2)
+    assert twice.get(timeout=20) == [50, twice.id, 2, twice.id]  # nesting counts replacements
+
+
+def test_a_replacement_takes_over_links_errbacks_and_the_chain(app: App, run_worker: Any) -> None:
+    host, record = _replacing_tasks(app)
+
+    @app.task(bind=True)
+    def to_failure(self: Task) -> None:
+        self.replace(explode.s())
+
+    @app.task
+    def explode() -> None:
+        raise ValueError("replacement failed")
+
+    @app.task
+    def errback(failed_id: str) -> str:
+        return f"errback for {failed_id}"
+
+    run_worker(app)
+    linked_id, chained_id, errback_id = (str(uuid.uuid4()) for _ in range(3))
+    linked = host.apply_async((1,), link=record.s().set(task_id=linked_id))
+    assert linked.get(timeout=20)[0] == 10
+    assert app.AsyncResult(linked_id).get(timeout=20) == ["recorded", linked.get()]
+    app.send_task(host.name, [2], chain=[record.s().set(task_id=chained_id)])
+    assert app.AsyncResult(chained_id).get(timeout=20)[1][0] == 20
+    failing = to_failure.apply_async(link_error=errback.s().set(task_id=errback_id))
+    with pytest.raises(ValueError, match="replacement failed"):
+        failing.get(timeout=20)
+    assert app.AsyncResult(errback_id).get(timeout=20) == f"errback for {failing.id}"
+
+
+def test_replace_sends_celerys_message() -> None:
+    app = App("wire", broker="memory://", backend="memory://wire", set_as_current=False)
+    sent: list[Any] = []
+    app.send_task = lambda name, args=None, kwargs=None, **options: sent.append(  # type: ignore[method-assign]
+        (name, args, kwargs, options)
+    )
+
+    @app.task(bind=True)
+    def host(self: Task) -> None:
+        self.replace(Signature("other.task", (1,), {"k": 2}, app=app))
+
+    @app.task
+    def then(x: Any) -> None: ...
+
+    headers, properties, body = task_message(
+        task_id="the-id",
+        name=host.name,
+        origin="gen1@host",
+        root_id="the-root",
+        parent_id="the-parent",
+        group="the-group",
+        group_index=2,
+        callbacks=[then.s()],
+        errbacks=[then.s()],
+        chain=[then.s(), then.s()],
+        replaced_task_nesting=1,
+    )
+    request = decode_request(headers, properties, {"routing_key": "celery"}, body)
+    traced = _run_in_worker(host, request)
+    assert isinstance(traced, Ignore)
+    ((name, args, kwargs, options),) = sent
+    assert (name, args, kwargs) == ("other.task", [1], {"k": 2})
+    assert options["task_id"] == "the-id" and options["root_id"] == "the-root"
+    assert options["group_id"] == "the-group" and options["group_index"] == 2
+    assert options["replaced_task_nesting"] == 2 and options["chord"] is None
+    assert options["link"] == [then.s()] and options["link_error"] == [then.s()]
+    assert [step["options"]["replaced_task_nesting"] for step in options["chain"]] == [2, 2]
+
+
+def _run_in_worker(task: Task, request: Any) -> Any:
+    """Run `task` for `request` as the worker does, returning what it raised."""
+    from kernel.client.trace import call_task
+
+    task.push_request(request)
+    task.app.push_current(request)
+    try:
+        call_task(task, request)
+    except BaseException as exc:
+        return exc
+    finally:
+        task.app.pop_current()
+        task.pop_request()
+    return None
+
+
+def test_replace_refuses_groups_chords_and_chord_members(app: App) -> None:
+    @app.task(bind=True)
+    def host(self: Task, sig: Any) -> Any:
+        return self.replace(sig)
+
+    group = {"task": "celery.group", "args": [], "kwargs": {"tasks": []}, "options": {}}
+    with pytest.raises(NotImplementedError, match="replacing a task with a group"):
+        host.apply(({**group, "subtask_type": "group"},), throw=True)
+    with pytest.raises(NotImplementedError, match="with a chord"):
+        host.apply(({**group, "subtask_type": "chord"},), throw=True)
+    member = host.s(1).set(chord={"task": "cb"})
+    with pytest.raises(ValueError, match="must not be part of a chord"):
+        host.apply((member,), throw=True)
+
+
+def test_replace_in_an_eager_run_returns_the_replacements_result(app: App) -> None:
+    host, _ = _replacing_tasks(app)
+    result = host.apply((3,), task_id="eager-host")
+    assert result.get() == [30, "eager-host", 1, "eager-host"]
+    assert host.apply((3,), {"times": 3}).get()[2] == 3  # nesting counts eager replacements
 
 
 # -- the request's fields ---------------------------------------------------------------------

@@ -67,6 +67,7 @@ SEND_OPTIONS = frozenset(
         "origin",
         "delivery_mode",
         "exchange_type",
+        "replaced_task_nesting",
     }
 )
 
@@ -446,6 +447,7 @@ class App:
             reply_to=reply_to,
             priority=priority,
             stamps=options.get("stamps"),
+            replaced_task_nesting=options.get("replaced_task_nesting") or 0,
             extra_headers=options.get("headers"),
             delivery_mode=options.get("delivery_mode") or conf.delivery_mode,
         )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..wire.exceptions import NotRegistered
+
 if TYPE_CHECKING:
     from .app import App
-    from .results import AsyncResult
+    from .results import AsyncResult, EagerResult
 
 
 class Signature(dict[str, Any]):
@@ -107,6 +109,18 @@ class Signature(dict[str, Any]):
             raise RuntimeError(f"signature {self.name!r} is not bound to an app")
         sig = self.clone(args, kwargs, **options)
         return self.app.send_task(sig.name, sig.args, sig.kwargs, **sig.options)
+
+    def apply(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> EagerResult:
+        """Run the task here, now (its `apply()`), with this signature's arguments and options."""
+        if self.app is None:
+            raise RuntimeError(f"signature {self.name!r} is not bound to an app")
+        task = self.app.tasks.get(self.name)
+        if task is None:
+            raise NotRegistered(self.name)
+        sig = self.clone(args, kwargs, **options)
+        return task.apply(sig.args, sig.kwargs, **sig.options)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)

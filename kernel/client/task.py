@@ -8,11 +8,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..wire.exceptions import MaxRetriesExceededError, Retry
+from ..wire.exceptions import Ignore, MaxRetriesExceededError, Retry
 from ..wire.protocol import Request, utcnow
 from .arguments import ARITIES, signature_of
 from .canvas import Signature
 from .progress import store_state
+from .replacing import replacement, with_links
 from .trace import apply_eagerly
 
 if TYPE_CHECKING:
@@ -326,6 +327,7 @@ class Task:
             priority=request.priority,
             shadow=request.shadow,
             stamps=request.stamps,
+            replaced_task_nesting=request.replaced_task_nesting,
             headers=custom,
             origin=request.origin,
             ignore_result=request.ignore_result,
@@ -351,6 +353,18 @@ class Task:
         task_id = task_id or request.id
         if task_id is not None:
             store_state(self.app, request, task_id, state, meta, traceback)
+
+    def replace(self, sig: Mapping[str, Any]) -> Any:
+        """End this run and have `sig` (one task's signature) take its place: it is sent with
+        this task's id, links and chain, so `AsyncResult(id).get()` returns its result. In a
+        worker this raises Ignore (write ``return self.replace(sig)``); in an eager run it
+        runs `sig` here and returns its result. Groups and chords are not supported yet."""
+        request = self.request
+        new = replacement(self.app, request, sig)
+        if not request.is_eager:
+            # an eager run's own links run when it returns the replacement's result
+            new = with_links(new, request)
+        return self.on_replace(new)
 
     def backoff_countdown(self, retries: int) -> float:
         """Seconds before retry number `retries + 1` under `retry_backoff`/`retry_jitter`."""
@@ -403,6 +417,15 @@ class Task:
         einfo: str | None,
     ) -> None:
         """Called in the worker after the task asked to be retried."""
+
+    def on_replace(self, sig: Signature) -> Any:
+        """Called by `replace()` with the replacement, ready: sends it and raises Ignore (in a
+        worker), or runs it here and returns its result (eager). An override must end with
+        ``return super().on_replace(sig)``."""
+        if self.request.is_eager:
+            return sig.apply().get()
+        sig.apply_async()
+        raise Ignore("Replaced by new task")
 
     def after_return(
         self,

@@ -209,6 +209,7 @@ def apply_eagerly(
         timelimit=(task.time_limit, task.soft_time_limit),
         ignore_result=bool(options.get("ignore_result", False)),
         headers=dict(options.get("headers") or {}),
+        replaced_task_nesting=options.get("replaced_task_nesting") or 0,
         delivery_info={
             "is_eager": True,
             "exchange": options.get("exchange"),
