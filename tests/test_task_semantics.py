@@ -577,3 +577,26 @@ def test_a_request_pickles_with_its_properties() -> None:
         "r",
         request.delivery_info,
     )
+
+
+def test_after_return_follows_success_and_failure_only_as_in_celery(app: App) -> None:
+    returns: list[str] = []
+
+    class Recording(Task):
+        def after_return(self, status: str, *args: Any) -> None:
+            returns.append(status)
+
+    @app.task(base=Recording, bind=True, max_retries=1)
+    def job(self: Task, how: str) -> None:
+        if how == "retry" and not self.request.retries:
+            raise self.retry(countdown=0)
+        if how == "fail":
+            raise ValueError(how)
+        if how == "ignore":  # as a task replaced in a worker ends
+            raise Ignore()
+
+    job.apply(("ok",))
+    job.apply(("fail",))
+    job.apply(("ignore",))
+    job.apply(("retry",))  # eager: the retry runs at once, then succeeds
+    assert returns == ["SUCCESS", "FAILURE", "SUCCESS"]

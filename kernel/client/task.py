@@ -436,7 +436,8 @@ class Task:
         kwargs: dict[str, Any],
         einfo: str | None,
     ) -> None:
-        """Called in the worker after every run, whatever the outcome."""
+        """Called in the worker after a run that succeeded or failed (not after a retry, an
+        Ignore, such as a replaced task's, or a Reject), as in Celery."""
 
 
 _STANDARD_HEADERS = frozenset(

@@ -34,6 +34,11 @@ class Traced:
     requeue: bool = False
 
 
+# the states after which Celery calls after_return: not after a retry, Ignore (a replaced
+# task) or Reject, where the task has not ended
+_RETURNED = frozenset({SUCCESS, FAILURE})
+
+
 def trace(task: Task, request: Request, call: Callable[[Task, Request], Any]) -> Traced:
     """Run `call(task, request)` with the request pushed; classify how it ended."""
     app = task.app
@@ -66,14 +71,15 @@ def trace(task: Task, request: Request, call: Callable[[Task, Request], Any]) ->
             else:
                 task.on_success(retval, request.id or "", request.args, request.kwargs)
                 traced = Traced(SUCCESS, retval, children=children)
-        task.after_return(
-            traced.state,
-            traced.value,
-            request.id or "",
-            request.args,
-            request.kwargs,
-            traced.traceback,
-        )
+        if traced.state in _RETURNED:
+            task.after_return(
+                traced.state,
+                traced.value,
+                request.id or "",
+                request.args,
+                request.kwargs,
+                traced.traceback,
+            )
         return traced
     finally:
         app.pop_current()
