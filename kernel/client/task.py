@@ -97,13 +97,18 @@ class Task:
         }
     )
 
-    # Whether the worker calls run() itself (the class overrides neither __call__ nor
-    # before_start), worked out once per class: a task that needs neither pays nothing for them
+    # Worked out once per class, so that a task pays nothing for what it does not override:
+    # whether the worker calls run() itself (neither __call__ nor before_start overridden),
+    # and whether it has handlers of its own to call after a run (as Celery's worker decides)
     calls_run: ClassVar[bool] = True
+    has_on_success: ClassVar[bool] = False
+    has_after_return: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.calls_run = cls.__call__ is Task.__call__ and cls.before_start is Task.before_start
+        cls.has_on_success = cls.on_success is not Task.on_success
+        cls.has_after_return = cls.after_return is not Task.after_return
 
     def __init__(self) -> None:
         self._stack = threading.local()

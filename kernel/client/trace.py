@@ -69,9 +69,10 @@ def trace(task: Task, request: Request, call: Callable[[Task, Request], Any]) ->
                 task.on_failure(exc, request.id or "", request.args, request.kwargs, einfo)
                 traced = Traced(FAILURE, exc, einfo)
             else:
-                task.on_success(retval, request.id or "", request.args, request.kwargs)
+                if task.has_on_success:
+                    task.on_success(retval, request.id or "", request.args, request.kwargs)
                 traced = Traced(SUCCESS, retval, children=children)
-        if traced.state in _RETURNED:
+        if task.has_after_return and traced.state in _RETURNED:
             task.after_return(
                 traced.state,
                 traced.value,
