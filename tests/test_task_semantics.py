@@ -583,6 +583,9 @@ def test_after_return_follows_success_and_failure_only_as_in_celery(app: App) ->
     returns: list[str] = []
 
     class Recording(Task):
+        def on_success(self, retval: Any, *args: Any) -> None:
+            returns.append("on_success")
+
         def after_return(self, status: str, *args: Any) -> None:
             returns.append(status)
 
@@ -599,4 +602,6 @@ def test_after_return_follows_success_and_failure_only_as_in_celery(app: App) ->
     job.apply(("fail",))
     job.apply(("ignore",))
     job.apply(("retry",))  # eager: the retry runs at once, then succeeds
-    assert returns == ["SUCCESS", "FAILURE", "SUCCESS"]
+    assert returns == ["on_success", "SUCCESS", "FAILURE", "on_success", "SUCCESS"]
+    assert Recording.has_on_success and Recording.has_after_return
+    assert not (Task.has_on_success or ContextTask.has_on_success)
