@@ -119,6 +119,7 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(("BaseBackend", "DisabledBackend"), "kernel.wire.backend"),
     "KombuBroker": "kernel.wire.kombu_broker",
+    **dict.fromkeys(("ForkGuard", "fork_guard"), "kernel.wire.forking"),
     **dict.fromkeys(("intervals", "retry_call"), "kernel.wire.retry"),
     **dict.fromkeys(
         ("STATE_DIR", "path_from_url", "path_from_url_path", "safe_url"), "kernel.wire.urls"
@@ -229,6 +230,10 @@ if TYPE_CHECKING:  # what the names are, for type checkers (F401 is off for this
         TaskRevokedError,
         TimeLimitExceeded,
         WorkerLostError,
+    )
+    from kernel.wire.forking import (
+        ForkGuard,
+        fork_guard,
     )
     from kernel.wire.kombu_broker import (
         KombuBroker,

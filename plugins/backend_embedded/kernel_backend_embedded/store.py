@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from kernel.plugin import BaseBackend, Stored, path_from_url
+from kernel.plugin import BaseBackend, Stored, fork_guard, path_from_url
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -37,49 +38,57 @@ class EmbeddedBackend(BaseBackend):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._next_sweep = 0.0
+        self._guard = fork_guard()
 
     def _db(self) -> sqlite3.Connection:
+        """This thread's connection (called inside the fork guard)."""
         db = getattr(self._local, "db", None)
-        if db is None:
-            # one connection per thread: sqlite3 connections must not be shared across threads
+        if db is None or self._local.pid != os.getpid():
+            # one connection per thread (sqlite3 connections must not be shared across
+            # threads), and a forked child opens its own rather than use its parent's
             db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(SCHEMA)
-            self._local.db = db
+            self._local.db, self._local.pid = db, os.getpid()
         return db
 
+    # every use of SQLite is inside the fork guard: a prefork child forked while another
+    # thread was inside SQLite would find SQLite's own mutexes held for ever
     def store(self, items: Sequence[Stored]) -> None:
         if not items:
             return
         now = time.time()
         expires_at = now + self.expires if self.expires else None
-        db = self._db()
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany(UPSERT, [(i.task_id, i.state, i.data, expires_at) for i in items])
-            if now >= self._next_sweep:
-                self._next_sweep = now + SWEEP_EVERY
-                db.execute("DELETE FROM results WHERE expires_at < ?", (now,))
+        with self._guard:
+            db = self._db()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(UPSERT, [(i.task_id, i.state, i.data, expires_at) for i in items])
+                if now >= self._next_sweep:
+                    self._next_sweep = now + SWEEP_EVERY
+                    db.execute("DELETE FROM results WHERE expires_at < ?", (now,))
 
     def get(self, task_id: str) -> dict[str, Any] | None:
-        row = (
-            self._db()
-            .execute("SELECT meta, expires_at FROM results WHERE task_id = ?", (task_id,))
-            .fetchone()
-        )
+        with self._guard:
+            row = (
+                self._db()
+                .execute("SELECT meta, expires_at FROM results WHERE task_id = ?", (task_id,))
+                .fetchone()
+            )
         if row is None or (row[1] is not None and row[1] < time.time()):
             return None
         return self.decode(row[0])
 
     def forget(self, task_id: str) -> None:
-        with self._db() as db:
+        with self._guard, self._db() as db:
             db.execute("DELETE FROM results WHERE task_id = ?", (task_id,))
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        if db is not None and self._local.pid == os.getpid():
+            with self._guard:
+                db.close()
+        self._local.db = None

@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+from kernel.plugin import ForkGuard, fork_guard
+
 READY, DELAYED, RESERVED = 0, 1, 2
 
 SCHEMA_VERSION = 2  # 2: the consumers table (an older file gains it when next opened)
@@ -127,19 +129,39 @@ _RELEASE_OWNER = """
 Row = tuple[int, int, int, str]  # id, priority, redelivered, payload
 
 
+class _Locks:
+    """This connection's lock, then the process's fork guard, taken and left together."""
+
+    __slots__ = ("_guard", "_own")
+
+    def __init__(self, own: threading.RLock, guard: ForkGuard) -> None:
+        self._own, self._guard = own, guard
+
+    def __enter__(self) -> None:
+        self._own.acquire()
+        self._guard.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._guard.__exit__(None, None, None)
+        self._own.release()
+
+
 class Store:
     """One SQLite connection, safe to share between threads (statements are serialized)."""
 
     def __init__(self, path: pathlib.Path, busy_timeout: float = 30.0) -> None:
         self.path = path
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(path),
-            timeout=busy_timeout,
-            isolation_level=None,  # explicit BEGIN IMMEDIATE below; no implicit transactions
-            check_same_thread=False,
-        )
-        self._setup(busy_timeout)
+        # statements are serialized per connection, and a fork waits for the one under way
+        # (a prefork child forked inside SQLite would find its mutexes held for ever)
+        self._lock = _Locks(threading.RLock(), fork_guard())
+        with self._lock:
+            self._db = sqlite3.connect(
+                str(path),
+                timeout=busy_timeout,
+                isolation_level=None,  # explicit BEGIN IMMEDIATE below; no implicit transactions
+                check_same_thread=False,
+            )
+            self._setup(busy_timeout)
 
     # -- connection and schema ------------------------------------------------------
 

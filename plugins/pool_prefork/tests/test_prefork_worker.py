@@ -124,3 +124,26 @@ def test_children_are_recycled_without_losing_a_task(app: App, tmp_path: pathlib
     initialised = {int(line) for line in started.read_text().split()}
     assert set(pids) <= initialised
     assert os.getpid() not in initialised  # the hook runs in the children, not the worker
+
+
+def test_children_forked_while_the_worker_uses_its_embedded_files_never_hang(app: App) -> None:
+    # every task is run by a fresh child (one task per child), forked while the consumer and
+    # lease threads keep using SQLite; each task sends another from its child. A child forked
+    # while a thread was inside SQLite would wait for ever on SQLite's mutexes.
+    class OneTaskPerChild:
+        @hookimpl
+        def kernel_recycle_child(self, tasks: int) -> bool:
+            return True
+
+    @app.task(bind=True)
+    def hop(self: Any, n: int) -> int:
+        if self.request.retries < 1:
+            raise self.retry(countdown=0)  # a send from the child, on the embedded broker
+        return n
+
+    worker = start(app, OneTaskPerChild())
+    try:
+        results = [hop.delay(n) for n in range(40)]
+        assert [r.get(timeout=30) for r in results] == list(range(40))
+    finally:
+        worker.stop()
