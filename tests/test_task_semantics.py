@@ -123,9 +123,9 @@ def test_autoretry_and_errbacks_work_through_an_overridden_call(
         base=ContextTask,
         bind=True,
         autoretry_for=(KeyError,),
-        # not 0: a retry that ends before the worker stores the RETRY before it (batched)
-        # has that stale RETRY overwrite its result, a race older than this test
-        retry_kwargs={"countdown": 0.3},
+        # at once: the next run may end before this one's outcome reaches the worker; its
+        # RETRY, stored before the retry is sent, must not hide the last run's result
+        retry_kwargs={"countdown": 0},
         max_retries=3,
     )
     def flaky(self: Task, fail_times: int) -> Any:
@@ -605,3 +605,18 @@ def test_after_return_follows_success_and_failure_only_as_in_celery(app: App) ->
     assert returns == ["on_success", "SUCCESS", "FAILURE", "on_success", "SUCCESS"]
     assert Recording.has_on_success and Recording.has_after_return
     assert not (Task.has_on_success or ContextTask.has_on_success)
+
+
+def test_a_retry_at_once_never_hides_the_last_runs_result(app: App, run_worker: Any) -> None:
+    # the next run may finish before this run's outcome is stored with the worker's batch; a
+    # RETRY stored after it would leave the task in RETRY for ever
+    @app.task(bind=True, autoretry_for=(KeyError,), retry_kwargs={"countdown": 0}, max_retries=2)
+    def always(self: Task, n: int) -> None:
+        raise KeyError(n)
+
+    run_worker(app, "threads")
+    for n in range(10):  # one at a time: the last run alone stores where it ran, at once
+        result = always.delay(n)
+        with pytest.raises(KeyError):
+            result.get(timeout=10)
+        assert app.AsyncResult(result.id).state == "FAILURE"

@@ -20,6 +20,7 @@ def store_state(
     state: str,
     meta: Any,
     traceback: str | None = None,
+    children: list[Any] | None = None,
 ) -> None:
     """Store `state` with `meta` as its result for `task_id`, through the app's result backend
     in this process, as Celery's `update_state` does: a worker's pool thread or prefork child,
@@ -32,6 +33,7 @@ def store_state(
         state,
         meta,
         traceback=traceback,
+        children=children,
         request=request,
         extended=bool(app.conf.result_extended),
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..wire.exceptions import Ignore, MaxRetriesExceededError, Retry
+from ..wire.meta import RETRY
 from ..wire.protocol import Request, utcnow
 from .arguments import ARITIES, signature_of
 from .canvas import Signature
@@ -19,6 +22,8 @@ from .trace import apply_eagerly
 if TYPE_CHECKING:
     from .app import App
     from .results import AsyncResult, EagerResult
+
+log = logging.getLogger("kernel.worker")
 
 # task attribute -> the app setting used when the task leaves it as None
 _SETTING_FOR = {
@@ -284,12 +289,35 @@ class Task:
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
         when: float | datetime = countdown if countdown is not None else eta  # type: ignore[assignment]
-        if not request.is_eager:
-            self._send_retry(request, args, kwargs, eta, countdown, options)
         signal = Retry(exc=exc, when=when)
+        if not request.is_eager:
+            # RETRY is stored before the retry is sent: stored after (with the worker's next
+            # batch), it could land after the next run's result and hide it
+            signal.stored = self._store_retry(request, signal)
+            self._send_retry(request, args, kwargs, eta, countdown, options)
         if throw:
             raise signal
         return signal
+
+    def _store_retry(self, request: Request, signal: Retry) -> bool:
+        """Store this run's RETRY state now, as the worker would have stored it once `signal`
+        ended the run; False if it is not to be stored or could not be (the worker then
+        stores it with the run's outcome, as before)."""
+        ignored = request.ignore_result
+        if (ignored if ignored is not None else self.option("ignore_result")) or not request.id:
+            return False
+        cause = signal.exc if isinstance(signal.exc, BaseException) else signal
+        try:
+            try:
+                raise signal  # its traceback, as the run would end with it
+            except Retry:
+                einfo = traceback.format_exc()
+            children = [[[request.id, None], None]]
+            store_state(self.app, request, request.id, RETRY, cause, einfo, children)
+        except Exception:
+            log.debug("could not store RETRY of %s before sending it", request.id, exc_info=True)
+            return False
+        return True
 
     def _send_retry(
         self,

@@ -32,6 +32,7 @@ class Traced:
     traceback: str | None = None
     children: list[Any] = attrs.Factory(list)
     requeue: bool = False
+    stored: bool = False  # its state is stored already (a retry stores RETRY before it sends)
 
 
 # the states after which Celery calls after_return: not after a retry, Ignore (a replaced
@@ -51,7 +52,9 @@ def trace(task: Task, request: Request, call: Callable[[Task, Request], Any]) ->
             einfo = tb.format_exc()
             cause = exc.exc if isinstance(exc.exc, BaseException) else exc
             task.on_retry(cause, request.id or "", request.args, request.kwargs, einfo)
-            traced = Traced(RETRY, cause, einfo, children=[[[request.id, None], None]])
+            traced = Traced(
+                RETRY, cause, einfo, children=[[[request.id, None], None]], stored=exc.stored
+            )
         except Ignore:
             traced = Traced(IGNORED, None)
         except Reject as exc:

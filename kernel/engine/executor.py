@@ -86,7 +86,7 @@ class Executor:
             return Outcome(task_id, FAILURE, failed, summary=repr(exc))
         traced = trace(task, request, self.call)
         encoded: bytes | None = None
-        if self.policies(task).stores(request, traced.state):
+        if not traced.stored and self.policies(task).stores(request, traced.state):
             try:
                 encoded = self.results.encode(
                     request, traced.state, traced.value, traced.traceback, traced.children

@@ -39,6 +39,7 @@ class Retry(TaskError):
         **_: Any,
     ) -> None:
         self.message, self.exc, self.when = message, exc, when
+        self.stored = False  # the RETRY state was stored before the retry was sent
         super().__init__(message, exc, when)
 
     def humanize(self) -> str:
