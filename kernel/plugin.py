@@ -76,42 +76,7 @@ _EXPORTS: dict[str, str] = {
         "kernel.wire.protocol",
     ),
     **dict.fromkeys(
-        (
-            "EXCEPTION_STATES",
-            "FAILURE",
-            "IGNORED",
-            "PENDING",
-            "PROPAGATE_STATES",
-            "READY_STATES",
-            "RECEIVED",
-            "REJECTED",
-            "RETRY",
-            "REVOKED",
-            "STARTED",
-            "SUCCESS",
-            "exception_from_meta",
-            "exception_to_meta",
-            "result_meta",
-        ),
-        "kernel.wire.meta",
-    ),
-    **dict.fromkeys(
-        (
-            "BackendError",
-            "BrokerUnreachable",
-            "Ignore",
-            "InvalidTaskError",
-            "MaxRetriesExceededError",
-            "NotRegistered",
-            "Reject",
-            "Retry",
-            "SoftTimeLimitExceeded",
-            "TaskError",
-            "TaskRevokedError",
-            "TimeLimitExceeded",
-            "WorkerLostError",
-        ),
-        "kernel.wire.exceptions",
+        ("exception_from_meta", "exception_to_meta", "result_meta"), "kernel.wire.meta"
     ),
     **dict.fromkeys(
         ("BaseBroker", "Broker", "Message", "Outgoing", "QueueSpec", "ResultBackend", "Stored"),
@@ -126,13 +91,22 @@ _EXPORTS: dict[str, str] = {
     ),
 }
 
+# the task states and the exceptions come through the door too, by these modules' `__all__`
+# (one list of them, kept where Celery's projects import them from)
+_GROUPS = ("kernel.states", "kernel.exceptions")
+
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'kernel.plugin' has no attribute {name!r}")
+        for group in _GROUPS:
+            if name in importlib.import_module(group).__all__:
+                module = group
+                break
+        else:
+            raise AttributeError(f"module 'kernel.plugin' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
@@ -190,6 +164,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers (F401 is off for this
         PluginError,
         UsageError,
     )
+    from kernel.exceptions import *
     from kernel.hookspecs import (
         hookimpl,
     )
@@ -212,24 +187,10 @@ if TYPE_CHECKING:  # what the names are, for type checkers (F401 is off for this
         to_str,
         to_str_list,
     )
+    from kernel.states import *
     from kernel.wire.backend import (
         BaseBackend,
         DisabledBackend,
-    )
-    from kernel.wire.exceptions import (
-        BackendError,
-        BrokerUnreachable,
-        Ignore,
-        InvalidTaskError,
-        MaxRetriesExceededError,
-        NotRegistered,
-        Reject,
-        Retry,
-        SoftTimeLimitExceeded,
-        TaskError,
-        TaskRevokedError,
-        TimeLimitExceeded,
-        WorkerLostError,
     )
     from kernel.wire.forking import (
         ForkGuard,
@@ -238,23 +199,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers (F401 is off for this
     from kernel.wire.kombu_broker import (
         KombuBroker,
     )
-    from kernel.wire.meta import (
-        EXCEPTION_STATES,
-        FAILURE,
-        IGNORED,
-        PENDING,
-        PROPAGATE_STATES,
-        READY_STATES,
-        RECEIVED,
-        REJECTED,
-        RETRY,
-        REVOKED,
-        STARTED,
-        SUCCESS,
-        exception_from_meta,
-        exception_to_meta,
-        result_meta,
-    )
+    from kernel.wire.meta import exception_from_meta, exception_to_meta, result_meta
     from kernel.wire.protocol import (
         NOTIFY_HEADER,
         Request,
